@@ -1,0 +1,2 @@
+"""Networks: the DDPM U-Net and the classifiers, with a registry by name."""
+from jaxdiff.models.unet import UNet, UNetConfig, count_params, ddpm_cifar10, init_unet

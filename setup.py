@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="jaxdiff",
+    version="0.1.0",
+    description="Diffusion models as adversarial-robustness defences (DiffPure, denoised smoothing) and "
+                "backdoor attacks on them (DIFF2, BadDiffusion), in JAX/Flax.",
+    packages=find_packages(include=["jaxdiff", "jaxdiff.*"]),
+    package_data={"jaxdiff": ["assets/*/*", "assets/*/*/*", "assets/*/*/*/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.7", "flax>=0.10", "optax>=0.2.4", "orbax-checkpoint>=0.11", "tensorflow-datasets>=4.9.7",
+        "chex>=0.1.88", "ml_collections>=1.0", "numpy", "scipy", "scikit-learn", "safetensors",
+        "absl-py", "pillow", "matplotlib", "tqdm",
+    ],
+    extras_require={
+        # torch pinned to the CPU build available offline; diffusers/safetensors for parity tests.
+        "test": ["pytest", "torch==2.13.0", "diffusers", "nbclient", "nbformat", "ipykernel"],
+    },
+)
