@@ -3,3 +3,21 @@ import os
 # Tests run on CPU; the multi-device tests ask for 4 host devices (must be set before jax starts).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # `configs.*` importable as in launch/main.py
+os.environ.setdefault("JAXDIFF_PROGRESS", "0")
+
+
+def tiny_ddpm_config(num_steps=6):
+  """configs/ddpm_digits.py shrunk for tests (8×8 digits, 8-channel U-Net)."""
+  from configs import ddpm_digits
+  c = ddpm_digits.get_config()
+  c.data.image_size = 8
+  c.model.update(image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
+                 norm_num_groups=4)
+  c.train.update(num_steps=num_steps, batch_size=16, log_every=2, checkpoint_every=2, sample_every=num_steps,
+                 num_samples=4, sample_steps=3)
+  return c

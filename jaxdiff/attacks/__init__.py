@@ -1,0 +1,7 @@
+"""Adversarial attacks in pixel space [0, 1]: PGD, AutoAttack (APGD-CE/T, Square), EAD."""
+from jaxdiff.attacks.apgd import apgd
+from jaxdiff.attacks.autoattack import autoattack
+from jaxdiff.attacks.common import cross_entropy, dlr_loss, margin, project
+from jaxdiff.attacks.ead import ead
+from jaxdiff.attacks.pgd import pgd
+from jaxdiff.attacks.square import square

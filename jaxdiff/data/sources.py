@@ -1,0 +1,177 @@
+"""Image sources. Each yields NHWC float32 images in pixel space [0, 1] and int32 labels.
+
+A source is random access: ``len(src)`` and ``src.get(indices) -> (images, labels)`` for an int array
+of indices, so shuffling, sharding and resuming are index arithmetic (see ``pipeline``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pickle
+import tarfile
+from typing import Any
+
+import numpy as np
+
+CELEBA_ATTRS = ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling")  # DIFF2: 8 classes = 3 bits
+
+
+@dataclasses.dataclass
+class ArraySource:
+  """In-memory images (uint8 [0, 255] or float [0, 1], NHWC) and labels."""
+  images: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+
+  def __post_init__(self):
+    if self.images.ndim != 4 or len(self.images) != len(self.labels):
+      raise ValueError(f"images must be NHWC with one label each, got {self.images.shape}, {self.labels.shape}")
+
+  def __len__(self):
+    return len(self.images)
+
+  @property
+  def shape(self):
+    return self.images.shape[1:]
+
+  def get(self, idx):
+    x = self.images[idx]
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x, self.labels[idx].astype(np.int32)
+
+  def subset(self, idx):
+    return ArraySource(self.images[idx], self.labels[idx], self.num_classes)
+
+
+@dataclasses.dataclass
+class TfdsSource:
+  """``tfds.data_source`` random access (array_record files, no TensorFlow needed)."""
+  ds: Any
+  name: str
+  num_classes: int
+  image_size: int | None = None
+
+  def __len__(self):
+    return len(self.ds)
+
+  @property
+  def shape(self):
+    return self.get(np.array([0]))[0].shape[1:]
+
+  def get(self, idx):
+    exs = [self.ds[int(i)] for i in np.asarray(idx).reshape(-1)]
+    if self.name == "celeb_a":
+      imgs = np.stack([_center_crop_resize(e["image"], self.image_size or 64) for e in exs])
+      bits = [[bool(e["attributes"][a]) for a in CELEBA_ATTRS] for e in exs]
+      labels = np.array([sum(b << k for k, b in enumerate(reversed(bs))) for bs in bits], np.int32)
+    else:
+      imgs = np.stack([e["image"] for e in exs])
+      labels = np.array([e["label"] for e in exs], np.int32)
+      if self.image_size and imgs.shape[1] != self.image_size:
+        imgs = np.stack([_resize(i, self.image_size) for i in imgs])
+    return imgs.astype(np.float32) / 255.0, labels
+
+
+def _resize(img, size):
+  from PIL import Image
+  return np.asarray(Image.fromarray(np.asarray(img, np.uint8)).resize((size, size), Image.BILINEAR))
+
+
+def _center_crop_resize(img, size):
+  h, w = img.shape[:2]
+  s = min(h, w)
+  top, left = (h - s) // 2, (w - s) // 2
+  return _resize(img[top:top + s, left:left + s], size)
+
+
+TFDS_CLASSES = {"cifar10": 10, "cifar100": 100, "celeb_a": 8, "mnist": 10}
+
+
+def _offline_help(name, data_dir):
+  return (
+      f"dataset {name!r} is not available offline under data_dir={data_dir!r}. To provide it:\n"
+      f"  * tfds route: on a machine with internet run\n"
+      f"      python -c \"import tensorflow_datasets as tfds; "
+      f"tfds.builder('{name}', data_dir='DIR', file_format='array_record').download_and_prepare()\"\n"
+      f"    copy DIR to this machine and pass --config.data.data_dir=DIR;\n"
+      f"  * archive route (CIFAR): download cifar-10-python.tar.gz / cifar-100-python.tar.gz from the "
+      f"CIFAR homepage and pass --config.data.name={name}_archive --config.data.path=/path/to/archive;\n"
+      f"  * nothing to download: --config.data.name=digits (scikit-learn's bundled digits).")
+
+
+def tfds_source(name, split, data_dir=None, image_size=None):
+  import tensorflow_datasets as tfds
+  if name not in TFDS_CLASSES:
+    raise ValueError(f"unsupported tfds dataset {name!r}; supported: {sorted(TFDS_CLASSES)}")
+  try:
+    ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except Exception as e:  # tfds raises several types for "not prepared"
+    raise FileNotFoundError(_offline_help(name, data_dir)) from e
+  return TfdsSource(ds, name, TFDS_CLASSES[name], image_size)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+  """CIFAR archives are pickles: allow only what numpy arrays need, so no code can run."""
+  ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+             ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+  def find_class(self, module, name):
+    if (module, name) not in self.ALLOWED:
+      raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset archive")
+    return super().find_class(module, name)
+
+
+def cifar_archive_source(path, split="train"):
+  """Reads ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz`` from a local path."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(_offline_help("cifar10" if "100" not in str(path) else "cifar100", None)
+                            + f"\n(no archive at {path!r})")
+  is100 = "100" in os.path.basename(path)
+  want = {"train": ["train"] if is100 else [f"data_batch_{i}" for i in range(1, 6)],
+          "test": ["test"] if is100 else ["test_batch"]}[split]
+  xs, ys = [], []
+  with tarfile.open(path, "r:gz") as tar:
+    members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+    for name in want:
+      if name not in members:
+        raise ValueError(f"{path} has no member {name!r}: not a CIFAR python archive")
+      d = _NumpyOnlyUnpickler(io.BytesIO(tar.extractfile(members[name]).read()), encoding="bytes").load()
+      xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+      ys.append(np.asarray(d[b"fine_labels" if is100 else b"labels"], np.int32))
+  return ArraySource(np.concatenate(xs), np.concatenate(ys), 100 if is100 else 10)
+
+
+def digits_source(split="train", image_size=16, test_fraction=0.2, seed=0):
+  """scikit-learn's bundled 8×8 digits (1,797 real images), bilinearly resized; no download."""
+  from sklearn.datasets import load_digits
+  d = load_digits()
+  imgs = (d.images / 16.0).astype(np.float32)[..., None]
+  if image_size != 8:
+    import jax
+    imgs = np.asarray(jax.image.resize(imgs, (len(imgs), image_size, image_size, 1), "bilinear"))
+  imgs = np.clip(imgs, 0.0, 1.0)
+  perm = np.random.default_rng(seed).permutation(len(imgs))
+  n_test = int(round(len(imgs) * test_fraction))
+  idx = perm[n_test:] if split == "train" else perm[:n_test]
+  return ArraySource(imgs[idx], d.target[idx].astype(np.int32), 10)
+
+
+def synthetic_source(num_examples=1024, image_size=32, channels=3, num_classes=10, seed=0):
+  """Random uint8 images with random labels, for benchmarks and wiring tests."""
+  rng = np.random.default_rng(seed)
+  imgs = rng.integers(0, 256, (num_examples, image_size, image_size, channels), dtype=np.uint8)
+  return ArraySource(imgs, rng.integers(0, num_classes, num_examples).astype(np.int32), num_classes)
+
+
+def make_source(cfg, split="train"):
+  """Builds a source from a ``config.data`` block (name, image_size, data_dir, path, ...)."""
+  name = cfg.name
+  if name == "digits":
+    return digits_source(split, image_size=cfg.image_size)
+  if name == "synthetic":
+    return synthetic_source(cfg.get("num_examples", 1024), cfg.image_size, cfg.get("channels", 3),
+                            cfg.get("num_classes", 10), seed=0 if split == "train" else 1)
+  if name.endswith("_archive"):
+    return cifar_archive_source(cfg.path, split)
+  return tfds_source(name, split, cfg.get("data_dir") or None, cfg.get("image_size"))

@@ -1,0 +1,17 @@
+"""Experiment tasks: ``run(config, workdir)`` dispatches on ``config.task``."""
+import importlib
+
+TASKS = {
+    "train_ddpm": "jaxdiff.tasks.train:train_ddpm",
+    "train_classifier": "jaxdiff.tasks.train:train_classifier",
+    "purification": "jaxdiff.tasks.purification:run_purification",
+    "certify": "jaxdiff.tasks.certify:run_certify",
+    "diff2": "jaxdiff.tasks.diff2:run_diff2",
+}
+
+
+def run(config, workdir):
+  if config.task not in TASKS:
+    raise ValueError(f"unknown task {config.task!r}; choose one of {sorted(TASKS)}")
+  module, fn = TASKS[config.task].split(":")
+  return getattr(importlib.import_module(module), fn)(config, workdir)

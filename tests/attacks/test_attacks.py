@@ -1,0 +1,112 @@
+"""Attacks against a linear classifier, whose exact ℓ∞ robust accuracy is known in closed form.
+
+For logits Wx + b and x with the ℓ∞ ball inside [0, 1], x is robust iff for every j ≠ y
+(w_y − w_j)·x + (b_y − b_j) > ε‖w_y − w_j‖₁ (each pairwise margin is minimised at a corner).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdiff import attacks
+
+EPS = 0.05
+K, SHAPE = 4, (6, 6, 1)
+
+
+def _problem(n=64, seed=0):
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=(int(np.prod(SHAPE)), K)).astype(np.float32)
+  b = rng.normal(size=K).astype(np.float32)
+  x = rng.uniform(EPS, 1 - EPS, size=(4 * n,) + SHAPE).astype(np.float32)
+  logits = x.reshape(len(x), -1) @ w + b
+  y = logits.argmax(1).astype(np.int32)
+  margins = np.stack([(logits[np.arange(len(x)), y] - logits[:, j]) - EPS * np.abs(w[:, y] - w[:, [j]]).sum(0)
+                      for j in range(K)], 1)
+  margins[np.arange(len(x)), y] = np.inf
+  worst = margins.min(1)
+  keep = np.abs(worst) > 0.05  # no point on the decision boundary up to float error
+  x, y, worst = x[keep][:n], y[keep][:n], worst[keep][:n]
+  return jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), jnp.asarray(y), float(np.mean(worst > 0))
+
+
+W, B, X, Y, EXACT = _problem()
+
+
+@jax.jit
+def linear_logits(x):
+  return x.reshape(x.shape[0], -1) @ W + B
+
+
+def _acc(x):
+  return float(jnp.mean(jnp.argmax(linear_logits(x), 1) == Y))
+
+
+def test_problem_is_nontrivial():
+  assert 0.2 < EXACT < 0.8 and _acc(X) == 1.0
+
+
+def test_autoattack_reaches_exact_robust_accuracy():
+  x_adv, rep = attacks.autoattack(linear_logits, X, Y, key=jax.random.key(0), eps=EPS, steps=20,
+                                  square_queries=200, return_report=True)
+  assert x_adv.shape == X.shape and x_adv.dtype == X.dtype
+  assert _acc(x_adv) == pytest.approx(EXACT, abs=1e-9)
+  assert rep["clean"] == 1.0 and rep["square"] == pytest.approx(EXACT)
+  assert rep["fab-t"] == "not implemented"
+
+
+def test_pgd_never_below_exact_and_targeted_pgd():
+  for norm_step in (None, 0.01):
+    x_adv = attacks.pgd(linear_logits, X, Y, key=jax.random.key(1), eps=EPS, steps=20, step_size=norm_step)
+    assert _acc(x_adv) >= EXACT - 1e-9
+  tgt = (Y + 1) % K
+  x_t = attacks.pgd(linear_logits, X, Y, key=jax.random.key(1), eps=0.5, steps=50, targeted=True, target=tgt)
+  assert float(jnp.mean(jnp.argmax(linear_logits(x_t), 1) == tgt)) > 0.9
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", EPS), ("l2", 0.5)])
+def test_ball_box_and_determinism(norm, eps):
+  x = X.at[:8].set(0.0)  # points on the box boundary too
+  runs = {
+      "pgd": lambda k: attacks.pgd(linear_logits, x, Y, key=k, eps=eps, steps=10, norm=norm),
+      "apgd": lambda k: attacks.apgd(linear_logits, x, Y, key=k, eps=eps, steps=10, norm=norm)[0],
+      "square": lambda k: attacks.square(linear_logits, x, Y, key=k, eps=eps, norm=norm, queries=50)[0],
+      "autoattack": lambda k: attacks.autoattack(linear_logits, x, Y, key=k, eps=eps, norm=norm, steps=5,
+                                                 n_target_classes=2, square_queries=20),
+  }
+  for name, run in runs.items():
+    a, b = run(jax.random.key(3)), run(jax.random.key(3))
+    np.testing.assert_array_equal(a, b, err_msg=name)
+    d = (a - x).reshape(len(x), -1)
+    size = jnp.max(jnp.abs(d), 1) if norm == "linf" else jnp.linalg.norm(d, axis=1)
+    assert float(size.max()) <= eps * (1 + 1e-5), name
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0, name
+
+
+def test_apgd_checkpoints_follow_the_paper():
+  from jaxdiff.attacks.apgd import checkpoints
+  assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+
+
+def test_eot_pgd_on_stochastic_model_and_ead():
+  def noisy(x, key):  # logits with additive noise: EOT averages it out
+    return linear_logits(x) + 0.1 * jax.random.normal(key, (x.shape[0], K))
+  x_adv = attacks.pgd(noisy, X, Y, key=jax.random.key(0), eps=EPS, steps=10, eot=4, stochastic=True)
+  assert _acc(x_adv) >= EXACT - 1e-9 and _acc(x_adv) < 1.0
+  x_e, fooled = jax.jit(functools.partial(attacks.ead, linear_logits, beta=1e-3, c_init=0.1, steps=100,
+                                           search_steps=6))(X, Y)
+  fooled = np.asarray(fooled)
+  assert fooled.mean() > 0.9
+  # Closed form: the minimal ℓ2 distance to the boundary is min_j margin_j/‖w_y − w_j‖₂ (box inactive
+  # for most points); EAD's ℓ2 distance can't beat it and should come close.
+  lg = np.asarray(linear_logits(X))
+  w, y = np.asarray(W), np.asarray(Y)
+  dmin = np.array([min((lg[i, y[i]] - lg[i, j]) / np.linalg.norm(w[:, y[i]] - w[:, j])
+                       for j in range(K) if j != y[i]) for i in range(len(y))])
+  d = np.linalg.norm((np.asarray(x_e) - np.asarray(X)).reshape(len(y), -1), axis=1)
+  assert np.all(d[fooled] >= dmin[fooled] * (1 - 1e-3))
+  assert np.median(d[fooled] / dmin[fooled]) < 1.5
+  assert np.all(np.argmax(np.asarray(linear_logits(x_e)), 1)[fooled] != np.asarray(Y)[fooled])
+  assert float(x_e.min()) >= 0 and float(x_e.max()) <= 1

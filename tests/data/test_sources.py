@@ -1,0 +1,96 @@
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from jaxdiff import data
+
+
+def test_digits_source_real_images_resized():
+  tr, te = data.digits_source("train", 16), data.digits_source("test", 16)
+  assert len(tr) + len(te) == 1797 and tr.shape == (16, 16, 1)
+  x, y = tr.get(np.arange(10))
+  assert x.dtype == np.float32 and y.dtype == np.int32
+  assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.9
+  assert set(np.unique(tr.labels)) == set(range(10))
+  # The split is a partition: no test image appears in train.
+  assert not set(map(bytes, te.images[:50])) & set(map(bytes, tr.images))
+
+
+def _cifar_archive(path, n=12, is100=False):
+  rng = np.random.default_rng(0)
+  names = ["train", "test"] if is100 else [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+  root = "cifar-100-python" if is100 else "cifar-10-batches-py"
+  truth = {}
+  with tarfile.open(path, "w:gz") as tar:
+    for name in names:
+      x = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+      y = rng.integers(0, 100 if is100 else 10, n).tolist()
+      truth[name] = (x, y)
+      d = {b"data": x, (b"fine_labels" if is100 else b"labels"): y}
+      blob = pickle.dumps(d)
+      info = tarfile.TarInfo(f"{root}/{name}")
+      info.size = len(blob)
+      tar.addfile(info, io.BytesIO(blob))
+  return truth
+
+
+@pytest.mark.parametrize("is100", [False, True])
+def test_cifar_archive_source(tmp_path, is100):
+  path = tmp_path / ("cifar-100-python.tar.gz" if is100 else "cifar-10-python.tar.gz")
+  truth = _cifar_archive(path, is100=is100)
+  tr = data.cifar_archive_source(str(path), "train")
+  te = data.cifar_archive_source(str(path), "test")
+  assert len(tr) == (12 if is100 else 60) and len(te) == 12 and tr.num_classes == (100 if is100 else 10)
+  x, y = te.get(np.array([3]))
+  raw, labels = truth["test" if is100 else "test_batch"]
+  # CHW rows → NHWC pixels in [0, 1]
+  np.testing.assert_allclose(x[0], raw[3].reshape(3, 32, 32).transpose(1, 2, 0) / 255.0, rtol=1e-6)
+  assert y[0] == labels[3]
+
+
+class _Evil:
+  def __reduce__(self):
+    return (eval, ("1+1",))
+
+
+def test_cifar_archive_refuses_code(tmp_path):
+  path = tmp_path / "cifar-10-python.tar.gz"
+  with tarfile.open(path, "w:gz") as tar:
+    blob = pickle.dumps({b"data": _Evil(), b"labels": []})
+    for name in [f"data_batch_{i}" for i in range(1, 6)]:
+      info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+      info.size = len(blob)
+      tar.addfile(info, io.BytesIO(blob))
+  with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    data.cifar_archive_source(str(path), "train")
+
+
+def test_missing_datasets_explain_offline_route(tmp_path):
+  with pytest.raises(FileNotFoundError, match="data_dir=DIR") as e:
+    data.tfds_source("cifar10", "train", data_dir=str(tmp_path))
+  assert "cifar10_archive" in str(e.value) and "digits" in str(e.value)
+  with pytest.raises(FileNotFoundError, match="no archive"):
+    data.cifar_archive_source(str(tmp_path / "cifar-10-python.tar.gz"))
+
+
+def test_tfds_cifar10_and_celeba_with_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    src = data.tfds_source("cifar10", "train")
+    x, y = src.get(np.array([0, 5]))
+    assert x.shape == (2, 32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.dtype == np.int32 and np.all((0 <= y) & (y < 10))
+    celeb = data.tfds_source("celeb_a", "test", image_size=64)
+    x, y = celeb.get(np.arange(3))
+    assert x.shape == (3, 64, 64, 3) and celeb.num_classes == 8
+    raw = [celeb.ds[i]["attributes"] for i in range(3)]
+    want = [4 * bool(a["Heavy_Makeup"]) + 2 * bool(a["Mouth_Slightly_Open"]) + bool(a["Smiling"]) for a in raw]
+    np.testing.assert_array_equal(y, want)
+
+
+def test_synthetic_source_deterministic():
+  a, b = data.synthetic_source(8, 32), data.synthetic_source(8, 32)
+  np.testing.assert_array_equal(a.get(np.arange(8))[0], b.get(np.arange(8))[0])
