@@ -26,6 +26,8 @@ def get_config():
       num_steps=800_000, batch_size=128, ema_decay=0.9999, log_every=100, checkpoint_every=5000,
       keep_checkpoints=3, sample_every=10_000, num_samples=64, sample_sampler="ddim", sample_steps=100,
       grid_scale=1, eval_every=1000, stop_at=0, label_smoothing=0.0))
+  # PGD adversarial training of classifiers (DIFF2 §5: ℓ∞ 8/255, step 2/255, 8 steps)
+  c.train.adversarial = ml_collections.ConfigDict(dict(enabled=False, eps=8 / 255, step_size=2 / 255, steps=8))
   return c
 
 
@@ -39,4 +41,25 @@ def add_evaluation(c, *, denoiser, classifier, samplers=("ddpm",), t_bar=75, num
       eps=8 / 255, norm="linf", pgd_steps=20, eot=1, autoattack=True, autoattack_version="rand",
       aa_steps=100, aa_targets=9, aa_queries=5000))
   c.eval = ml_collections.ConfigDict(dict(num_examples=512, stride=1, batch_size=64, grid_scale=4))
+  return c
+
+
+def add_certification(c, *, sigmas=(0.25, 0.5, 1.0), n=10_000, n0=100, alpha=0.001, num_classes=10):
+  c.certify = ml_collections.ConfigDict(dict(
+      sigmas=tuple(sigmas), n=n, n0=n0, alpha=alpha, num_classes=num_classes, batch_size=1000,
+      denoise_steps=1, radii=(0.0, 0.25, 0.5, 0.75, 1.0)))
+  return c
+
+
+def add_diff2(c, *, surrogates, alpha=0.05, targeted=False):
+  """DIFF2 defaults (Table 21): untargeted, full-size adversarial trigger α = 0.05 (Adam 0.1), entangled
+  noise, truncated timestep 300 for trigger inputs, λ = 1, fine-tuning Adam 2e-4."""
+  c.diff2 = ml_collections.ConfigDict(dict(
+      trigger="adversarial",       # adversarial (Alg. 1) | patch | blend | warp (Alg. 2)
+      alpha=alpha, patch_size=0, pattern="checkerboard", targeted=targeted, target_class=0,
+      surrogates=tuple(surrogates), trigger_steps=1000, trigger_lr=0.1, trigger_batch=256,
+      lam=1.0, t_trunc=300, entangled=True, poison_rate=0.0,
+      reverse_target="adversarial", reverse_eps=8 / 255, reverse_steps=10,
+      sweep_t_bar=(), transfer_classifiers=()))
+  c.train.update(use_ema=False)
   return c

@@ -22,7 +22,7 @@ flags.DEFINE_integer("iters", 3, "Timed calls per measurement.")
 flags.DEFINE_integer("t_bar", 75, "Purification timestep.")
 flags.DEFINE_list("samplers", ["ddpm", "ddim", "sde", "ode"], "Samplers for the purification benchmark.")
 flags.DEFINE_integer("n", 10_000, "certify: noise draws per image.")
-flags.DEFINE_string("classifier", "resnet50", "certify: classifier behind the denoiser.")
+flags.DEFINE_enum("classifier", "resnet50", ["resnet50", "vit", "tiny"], "certify: classifier behind the denoiser.")
 flags.DEFINE_string("out", "", "Also write the JSON here.")
 FLAGS = flags.FLAGS
 
@@ -96,8 +96,14 @@ def main(argv):
   if FLAGS.suite == "unet":
     extra, results = bench_unet(FLAGS.size, batch, FLAGS.dtype, FLAGS.iters, FLAGS.t_bar, FLAGS.samplers)
   else:
-    from jaxdiff.robust.bench import bench_certify
-    extra, results = bench_certify(FLAGS.size, batch, FLAGS.dtype, FLAGS.n, FLAGS.classifier, FLAGS.iters)
+    import ml_collections
+    from jaxdiff.robust.bench import CLASSIFIERS, bench_certify_models
+    ucfg = unet_config(FLAGS.size, FLAGS.dtype)
+    ccfg = ml_collections.ConfigDict(dict(CLASSIFIERS[FLAGS.classifier], image_size=ucfg.image_size,
+                                          in_channels=ucfg.in_channels, num_classes=10, dtype=FLAGS.dtype))
+    extra, results = bench_certify_models(ucfg, ccfg, batch=batch, n=FLAGS.n, dtype=FLAGS.dtype,
+                                          iters=FLAGS.iters)
+    info["classifier"] = FLAGS.classifier
   report = {**info, **extra, "results": results}
   text = json.dumps(report, indent=2)
   print(text)

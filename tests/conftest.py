@@ -18,6 +18,6 @@ def tiny_ddpm_config(num_steps=6):
   c.data.image_size = 8
   c.model.update(image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
                  norm_num_groups=4)
-  c.train.update(num_steps=num_steps, batch_size=16, log_every=2, checkpoint_every=2, sample_every=num_steps,
+  c.train.update(num_steps=num_steps, batch_size=16, log_every=2, checkpoint_every=2, sample_every=0,
                  num_samples=4, sample_steps=3)
   return c

@@ -5,7 +5,8 @@ import sys
 from tqdm.auto import tqdm
 
 
-def progress(total=None, initial=0, desc="", unit="it"):
+def progress(iterable=None, total=None, initial=0, desc="", unit="it"):
+  """tqdm bar (rate and ETA); JAXDIFF_PROGRESS=0 turns bars off (tests, logs)."""
   disable = os.environ.get("JAXDIFF_PROGRESS", "1") == "0"
-  return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=disable,
+  return tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=disable,
               mininterval=1.0, file=sys.stderr, smoothing=0.1)

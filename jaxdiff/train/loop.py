@@ -46,7 +46,7 @@ def train_loop(state, train_step, source, *, mesh, workdir, num_steps, global_ba
       writer.write(done, m)
       t0, n0 = time.time(), done
     for every, fn in callbacks:
-      if done % every == 0 or done == num_steps:
+      if every and (done % every == 0 or done == num_steps):
         fn(state)
     checkpointer.save(done, state, force=done == end)
   bar.close()

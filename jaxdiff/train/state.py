@@ -25,10 +25,10 @@ class TrainState:
 
 
 def create_state(params, optimizer, seed=0, model_state=None) -> TrainState:
-  params = jax.tree_util.tree_map(lambda p: jnp.array(p, jnp.float32), params)  # a copy: steps donate it
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    ema_params=jax.tree_util.tree_map(jnp.copy, params),
-                    opt_state=optimizer.init(params), model_state=model_state or {},
+  copy = lambda tree: jax.tree_util.tree_map(lambda p: jnp.array(p, jnp.float32), tree)  # steps donate state
+  params = copy(params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=copy(params),
+                    opt_state=optimizer.init(params), model_state=copy(model_state or {}),
                     key=jax.random.key_data(jax.random.key(seed)))
 
 

@@ -110,3 +110,15 @@ def test_eot_pgd_on_stochastic_model_and_ead():
   assert np.median(d[fooled] / dmin[fooled]) < 1.5
   assert np.all(np.argmax(np.asarray(linear_logits(x_e)), 1)[fooled] != np.asarray(Y)[fooled])
   assert float(x_e.min()) >= 0 and float(x_e.max()) <= 1
+
+
+def test_adversarial_training_loss_uses_in_ball_adversarial_examples():
+  from jaxdiff.attacks.training import adversarial_loss
+  from jaxdiff.train import classifier_loss
+  apply = lambda v, x, train=False, rngs=None, mutable=None: (linear_logits(x), {}) if mutable else linear_logits(x)
+  batch = {"image": X, "label": Y}
+  clean, _ = classifier_loss()(apply, {}, {}, batch, jax.random.key(0))
+  adv_fn = adversarial_loss(classifier_loss(), eps=EPS, step_size=EPS / 4, steps=8)
+  adv, (m, _) = adv_fn(apply, {}, {}, batch, jax.random.key(0))
+  assert float(adv) > float(clean)
+  assert float(m["accuracy"]) >= EXACT - 1e-9  # never below the exact robust accuracy

@@ -12,7 +12,9 @@ from jaxdiff.train import classifier_loss, create_state, diffusion_loss, make_op
 
 TINY = UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1, 2),
                        attention_resolutions=(4,), norm_num_groups=4, layers_per_block=1, dropout=0.1)
-OPT = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, warmup_steps=2, grad_clip=1.0))
+# SGD: its step is proportional to the gradient. (Adam turns the float noise of parameters whose true
+# gradient is zero, e.g. a bias feeding GroupNorm, into lr-sized steps whose sign depends on reduction order.)
+OPT = ml_collections.ConfigDict(dict(name="sgd", lr=0.1, momentum=0.9, warmup_steps=2, grad_clip=1.0))
 
 
 def _run(devices, loss_fn, model, variables, batch, steps=3, model_state=None):

@@ -1,0 +1,29 @@
+"""DIFF2 on CIFAR-10 with the paper's defaults (Table 21): surrogate ResNet-18, target ResNet-50,
+α = 0.05, trigger Adam 0.1, fine-tune Adam 2e-4, batch 256, 20 epochs, truncated timestep 300, t̄ = 75.
+
+Put the pretrained DDPM (diffusers folder of google/ddpm-cifar10-32) and classifier exports on disk:
+  python launch/main.py --config=configs/diff2_cifar.py --workdir=workdirs/diff2_cifar \
+    --config.purify.denoiser=/data/ddpm-cifar10-32 --config.classifier.path=/data/classifiers/resnet50 \
+    --config.diff2.surrogates="('/data/classifiers/resnet18',)" \
+    --config.data.name=cifar10_archive --config.data.path=/data/cifar-10-python.tar.gz
+"""
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.task = "diff2"
+  default.add_evaluation(c, denoiser="/data/ddpm-cifar10-32", classifier="/data/classifiers/resnet50",
+                         samplers=("ddpm", "ddim", "sde", "ode"), t_bar=75)
+  default.add_certification(c, sigmas=(0.5,), n=10_000, n0=100)
+  c.certify.update(radii=(0.5, 1.0), num_images=500)
+  default.add_diff2(c, surrogates=("/data/classifiers/resnet18",))
+  c.diff2.update(trigger_steps=1000, sweep_t_bar=(25, 50, 75, 100, 125),
+                 transfer_classifiers=("/data/classifiers/densenet121", "/data/classifiers/dla34",
+                                       "/data/classifiers/vit_small"))
+  c.optim.update(lr=2e-4, warmup_steps=0, grad_clip=1.0)
+  c.train.update(num_steps=20 * 50_000 // 256, batch_size=256, log_every=50, checkpoint_every=500)
+  c.attack.update(pgd_steps=20, eot=1)
+  c.eval.update(num_examples=512, stride=20, batch_size=64, robust_examples=512, grid_scale=4)
+  c.purify.update(one_step=True)
+  return c

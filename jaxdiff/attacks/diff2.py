@@ -1,0 +1,98 @@
+"""DIFF2 (Li et al., "Watch the Watchers"): trigger optimisation (Alg. 1 l.1–3, Eq. 10) and the
+backdoor fine-tuning losses (Alg. 1 l.4–8; Alg. 2 / Eq. 13; poisoning), model space for the denoiser."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdiff.attacks.common import cross_entropy
+from jaxdiff.data.triggers import blend
+from jaxdiff.parallel import batch_sharded, replicated
+
+
+def trigger_loss(surrogates, r, x, y, *, alpha, mask=None, targeted=False, target_class=0):
+  """Σ_f ℓ(f(x_r), ·) (Eq. 10): minimising it makes x_r adversarial for every surrogate f.
+
+  Untargeted: −CE(f(x_r), y) (maximise CE on the true label); targeted: CE(f(x_r), y*).
+  """
+  xr = jnp.clip(blend(x, r, alpha, mask), 0.0, 1.0)
+  total = 0.0
+  for f in surrogates:
+    logits = f(xr)
+    total = total + (jnp.mean(cross_entropy(logits, jnp.full_like(y, target_class))) if targeted
+                     else -jnp.mean(cross_entropy(logits, y)))
+  return total
+
+
+def optimize_trigger(surrogates, batches, *, key, shape, alpha, steps, lr=0.1, mask=None, targeted=False,
+                     target_class=0, mesh=None, log=None):
+  """Adam on a universal trigger r ∈ [0, 1]^shape (clipped after each step). ``batches`` yields
+  (x, y) pixel-space device arrays (sharded over ``mesh``); returns r (replicated)."""
+  opt = optax.adam(lr)
+  r = jax.random.uniform(key, shape)
+  state = opt.init(r)
+
+  def step(r, state, x, y):
+    loss, g = jax.value_and_grad(lambda r_: trigger_loss(surrogates, r_, x, y, alpha=alpha, mask=mask,
+                                                         targeted=targeted, target_class=target_class))(r)
+    upd, state = opt.update(g, state, r)
+    return jnp.clip(optax.apply_updates(r, upd), 0.0, 1.0), state, loss
+
+  if mesh is not None:
+    rep, dat = replicated(mesh), batch_sharded(mesh)
+    step = jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=(rep, rep, rep))
+  else:
+    step = jax.jit(step)
+  for i, (x, y) in zip(range(steps), batches):
+    r, state, loss = step(r, state, x, y)
+    if log is not None and (i + 1) % max(1, steps // 10) == 0:
+      log(i + 1, {"trigger_loss": float(loss)})
+  return r
+
+
+def diff2_inputs(schedule, x, xr, key, *, t_trunc=300, entangled=True):
+  """Noised clean and trigger inputs of Alg. 1 l.6–8 (model space): t ~ U{1..T}, s ~ U{1..t_trunc}
+  (indices 0..t_trunc−1), ε* = ε when ``entangled`` (§3.4). Returns a dict of arrays."""
+  k_t, k_s, k_n, k_n2 = jax.random.split(key, 4)
+  b = x.shape[0]
+  t = jax.random.randint(k_t, (b,), 0, schedule.num_timesteps).astype(jnp.float32)
+  s = jax.random.randint(k_s, (b,), 0, t_trunc).astype(jnp.float32)
+  noise = jax.random.normal(k_n, x.shape)
+  noise_r = noise if entangled else jax.random.normal(k_n2, x.shape)
+  return dict(t=t, s=s, noise=noise, noise_r=noise_r, x_t=schedule.q_sample(2 * x - 1, t, noise),
+              xr_s=schedule.q_sample(2 * xr - 1, s, noise_r))
+
+
+def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True, reverse_target=None,
+               poison_rate=None):
+  """Fine-tuning loss for ``make_train_step`` (pixel batches; the denoiser works in model space).
+
+  Default (Alg. 1 with §3.4 refinements): ‖ε − ε_θ(x_t, t)‖² + λ‖ε* − ε_θ(x_{r,s}, s)‖², t ~ U{1..T},
+  s ~ U{1..t_trunc}, ε* = ε when ``entangled``.
+  ``reverse_target(x_r, key)`` (Alg. 2, Eq. 13): the reverse process should output x̃_r (e.g. an
+  adversarial version of a patched x_r): ε* = (x_{r,s} − √ᾱ_s x̃_r)/√(1−ᾱ_s).
+  ``poison_rate`` p (poisoning-based DIFF2): no trigger term; a fraction p of the batch is replaced by
+  trigger inputs trained with the plain DDPM loss.
+  """
+  def loss_fn(apply_fn, params, model_state, batch, key):
+    x = batch["image"]
+    k_drop, k_in, k_tgt, k_p = jax.random.split(key, 4)
+    eps_fn = lambda z, t: apply_fn({"params": params}, z, t, train=True, rngs={"dropout": k_drop})
+    mse = lambda a, c: jnp.mean((a - c) ** 2, axis=tuple(range(1, x.ndim)))
+    xr = trigger_apply(x)
+    if poison_rate is not None:
+      poisoned = jax.random.bernoulli(k_p, poison_rate, x.shape[:1]).reshape((-1,) + (1,) * (x.ndim - 1))
+      d = diff2_inputs(schedule, jnp.where(poisoned, xr, x), xr, k_in, t_trunc=t_trunc)
+      loss = jnp.mean(mse(eps_fn(d["x_t"], d["t"]), d["noise"]))
+      return loss, ({"poisoned_fraction": jnp.mean(poisoned)}, model_state)
+    d = diff2_inputs(schedule, x, xr, k_in, t_trunc=t_trunc, entangled=entangled)
+    clean = jnp.mean(mse(eps_fn(d["x_t"], d["t"]), d["noise"]))
+    target = d["noise_r"]
+    if reverse_target is not None:
+      x_tilde = jax.lax.stop_gradient(reverse_target(xr, k_tgt))
+      target = schedule.predict_eps(d["xr_s"], d["s"], 2 * x_tilde - 1)
+    trig = jnp.mean(mse(eps_fn(d["xr_s"], d["s"]), target))
+    return clean + lam * trig, ({"clean_loss": clean, "trigger_loss": trig}, model_state)
+
+  return loss_fn

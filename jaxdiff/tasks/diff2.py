@@ -1,0 +1,257 @@
+"""Task ``diff2``: trigger → backdoor fine-tuning → evaluation of benign φ vs backdoored φ* (DIFF2 §3–5).
+
+Stages are resumable: WORKDIR/trigger.npy, WORKDIR/finetune/{checkpoints,export}, then the evaluation
+writes WORKDIR/report.{json,md} (pinned format: attack, purification[sampler][benign|backdoored], and
+certification) and WORKDIR/figure3.png.
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import attacks
+from jaxdiff.attacks.diff2 import diff2_loss, optimize_trigger
+from jaxdiff.data import host_batches, make_source, prefetch
+from jaxdiff.data.triggers import corner_mask, make_trigger
+from jaxdiff.io import MetricWriter, atomic_write
+from jaxdiff.parallel import check_divisible, make_mesh
+from jaxdiff.report import markdown_table, progress, save_grid, write_report
+from jaxdiff.robust import certify, denoised_classifier, purify_pixels
+from jaxdiff.tasks.common import eps_fn_of, export_model, fingerprint, load_model, resolve_path
+from jaxdiff.train import Checkpointer, create_state, make_optimizer, make_train_step, train_loop
+
+
+def _classifier(path):
+  model, variables, meta = load_model(path)
+  return jax.jit(lambda x: model.apply(variables, x, train=False)), meta
+
+
+def build_trigger(config, workdir, surrogates, src, mesh):
+  d = config.diff2
+  size, ch = config.data.image_size, config.model.in_channels
+  key = jax.random.key(config.seed + 7)
+  path = os.path.join(workdir, "trigger.npy")
+  r = None
+  if d.trigger == "adversarial":
+    if os.path.exists(path):
+      r = np.load(path)
+    else:
+      mask = corner_mask(size, d.patch_size) if d.patch_size else None
+      batches = ((s_b[1]["image"], s_b[1]["label"]) for s_b in
+                 prefetch(host_batches(src, d.trigger_batch, seed=config.seed + 1), mesh))
+      writer = MetricWriter(workdir)
+      r = np.asarray(optimize_trigger(surrogates, batches, key=key, shape=(size, size, ch), alpha=d.alpha,
+                                      steps=d.trigger_steps, lr=d.trigger_lr, mask=mask, targeted=d.targeted,
+                                      target_class=d.target_class, mesh=mesh,
+                                      log=lambda i, m: writer.write(i, m, prefix="")))
+      buf = io.BytesIO()
+      np.save(buf, r)
+      atomic_write(path, buf.getvalue())
+      save_grid(r[None], os.path.join(workdir, "trigger.png"), scale=8)
+  kind = "blend" if d.trigger == "adversarial" else d.trigger
+  return make_trigger(kind, size, ch, key=key, alpha=d.alpha, patch_size=d.patch_size or None, r=r,
+                      pattern=d.get("pattern", "checkerboard"))
+
+
+def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
+  """Backdoor fine-tuning of the benign denoiser (Alg. 1 l.4–8) through the shared train step."""
+  d = config.diff2
+  out = os.path.join(workdir, "finetune")
+  if os.path.exists(os.path.join(out, "export", "meta.json")):
+    return load_model(os.path.join(out, "export"))[:2]
+  check_divisible(config.train.batch_size, mesh)
+  model, variables, meta = load_model(config.purify.denoiser)
+  reverse_target = None
+  if d.trigger != "adversarial" and d.get("reverse_target", "adversarial") == "adversarial":
+    f = surrogates[0]  # Alg. 2: the reverse process should output an adversarial x̃_r
+    reverse_target = lambda xr, k: attacks.pgd(f, xr, jnp.argmax(f(xr), -1), key=k, eps=d.reverse_eps,
+                                               steps=d.reverse_steps, targeted=d.targeted,
+                                               target=jnp.full(xr.shape[:1], d.target_class))
+  loss = diff2_loss(schedule, trigger.apply, lam=d.lam, t_trunc=d.t_trunc, entangled=d.entangled,
+                    reverse_target=reverse_target, poison_rate=d.poison_rate or None)
+  opt = make_optimizer(config.optim, config.train.num_steps)
+  state = create_state(variables["params"], opt, config.seed)
+  step = make_train_step(model.apply, loss, opt, mesh=mesh, ema_decay=config.train.ema_decay)
+  ckpt = Checkpointer(os.path.join(out, "checkpoints"),
+                      fingerprint=fingerprint(config, "diff2", "optim.name", "train.batch_size"),
+                      max_to_keep=2, save_every=config.train.checkpoint_every)
+  state = train_loop(state, step, src, mesh=mesh, workdir=out, num_steps=config.train.num_steps,
+                     global_batch=config.train.batch_size, seed=config.seed, checkpointer=ckpt,
+                     log_every=config.train.log_every, stop_at=config.train.get("stop_at") or None,
+                     desc="diff2 fine-tune")
+  ckpt.close()
+  params = state.ema_params if config.train.get("use_ema", False) else state.params
+  if int(state.step) == config.train.num_steps:
+    export_model(os.path.join(out, "export"), "unet", meta["model"], {"params": params},
+                 {"diffusion": meta.get("diffusion"), "diff2": config.diff2.to_dict()})
+  return model, {"params": params}
+
+
+def _pred(logits_fn, x, bs, key=None):
+  out = []
+  for i in range(0, len(x), bs):
+    xb = jnp.asarray(x[i:i + bs])
+    out.append(np.asarray(jnp.argmax(logits_fn(xb) if key is None else logits_fn(xb, jax.random.fold_in(key, i)), -1)))
+  return np.concatenate(out)
+
+
+def attack_success(pred, y, d):
+  """ASR: misclassified (untargeted) or classified as y* (targeted, over inputs with y ≠ y*)."""
+  if d.targeted:
+    keep = y != d.target_class
+    return float(np.mean(pred[keep] == d.target_class)) if keep.any() else 0.0
+  return float(np.mean(pred != y))
+
+
+def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
+  """Tables 1, 2, 7 and the Figure-3 grid. Denoiser params are arguments of the jitted functions, so
+  the benign and backdoored models (same architecture) share one compilation per sampler."""
+  d, p, e = config.diff2, config.purify, config.eval
+  key = jax.random.key(config.seed + 11)
+  xr = np.asarray(jax.jit(trigger.apply)(jnp.asarray(x)))
+  report = {"attack": "targeted" if d.targeted else "untargeted", "purification": {},
+            "no_purifier": {"clean_acc": float(np.mean(_pred(classify, x, e.batch_size) == y)),
+                            "asr": attack_success(_pred(classify, xr, e.batch_size), y, d)}}
+  model = denoisers["benign"][0]
+  grid_rows = [x[:8], xr[:8]]
+
+  def pur(params, z, k, sampler, t_bar=p.t_bar, steps=p.num_steps):
+    return purify_pixels(eps_fn_of(model, params), schedule, z, k, t_bar=t_bar, sampler=sampler,
+                         num_steps=steps or None, gradient=p.gradient)
+
+  for sampler in p.samplers:
+    report["purification"][sampler] = {}
+    logits = jax.jit(lambda prm, z, k, steps, s=sampler: classify(pur(prm, z, k, s, steps=steps)),
+                     static_argnums=3)
+    pgd = jax.jit(lambda prm, xb, yb, k, s=sampler: attacks.pgd(
+        lambda z, kk: classify(pur(prm, z, kk, s)), xb, yb, key=k, eps=config.attack.eps,
+        steps=config.attack.pgd_steps, eot=config.attack.eot, stochastic=True))
+    for name, (_, variables) in denoisers.items():
+      prm = variables["params"]
+      lf = lambda z, k, steps=p.num_steps: logits(prm, z, k, steps)
+      res = {"clean_acc": float(np.mean(_pred(lf, x, e.batch_size, key) == y)),
+             "asr": attack_success(_pred(lf, xr, e.batch_size, jax.random.fold_in(key, 1)), y, d)}
+      if config.attack.pgd_steps:
+        n_rob = min(len(x), e.robust_examples)
+        adv = np.concatenate([np.asarray(pgd(prm, jnp.asarray(x[i:i + e.batch_size]), jnp.asarray(y[i:i + e.batch_size]),
+                                             jax.random.fold_in(key, 100 + i))) for i in range(0, n_rob, e.batch_size)])
+        res["robust_acc"] = float(np.mean(_pred(lf, adv, e.batch_size, jax.random.fold_in(key, 2)) == y[:n_rob]))
+      if p.get("one_step"):  # Table 7: one-shot denoising from t̄
+        one = lambda z, k: logits(prm, z, k, 1)
+        res["one_step"] = {"clean_acc": float(np.mean(_pred(one, x, e.batch_size, key) == y)),
+                           "asr": attack_success(_pred(one, xr, e.batch_size, key), y, d)}
+      report["purification"][sampler][name] = res
+      if sampler == p.samplers[0]:
+        if name == "benign":
+          xt = schedule.q_sample(2 * jnp.asarray(xr[:8]) - 1, jnp.full((8,), p.t_bar - 1.0),
+                                 jax.random.normal(key, xr[:8].shape))
+          grid_rows.append(np.asarray(jnp.clip((xt + 1) / 2, 0, 1)))
+        grid_rows.append(np.asarray(jax.jit(pur, static_argnums=3)(prm, jnp.asarray(xr[:8]), key, sampler)))
+  if d.get("sweep_t_bar"):  # Figure 4: ASR against t̄
+    sweep = {"t_bar": list(d.sweep_t_bar)}
+    for tb in d.sweep_t_bar:
+      lf_tb = jax.jit(lambda prm, z, k, tb=tb: classify(pur(prm, z, k, p.samplers[0], t_bar=tb)))
+      for name, (_, variables) in denoisers.items():
+        f = lambda z, k, prm=variables["params"]: lf_tb(prm, z, k)
+        sweep.setdefault(name, []).append(attack_success(_pred(f, xr, e.batch_size, key), y, d))
+    report["sweep_t_bar"] = sweep
+  save_grid(None, os.path.join(workdir, "figure3.png"), rows=grid_rows, scale=e.get("grid_scale", 4))
+  return report, xr
+
+
+def certification(config, trigger, classify, denoisers, schedule, x, y, xr):
+  c = config.certify
+  sigma = c.sigmas[0]
+  n_img = min(len(x), c.num_images)
+  out = {"sigma": sigma, "radii": list(c.radii), "n": c.n}
+  key = jax.random.key(config.seed + 13)
+  for name, (model, variables) in denoisers.items():
+    base = denoised_classifier(eps_fn_of(model, variables["params"]), schedule, classify, sigma,
+                               num_steps=c.denoise_steps)
+    out[name] = {}
+    for kind, inputs in (("clean", x), ("trigger", xr)):
+      preds, radii = [], []
+      for i in progress(range(n_img), desc=f"certify {name}/{kind}", unit="img"):
+        pr, rad, _ = certify(base, jnp.asarray(inputs[i:i + 1]), key=jax.random.fold_in(key, i), sigma=sigma,
+                             num_classes=c.num_classes, n0=c.n0, n=c.n, alpha=c.alpha, batch_size=c.batch_size)
+        preds.append(pr[0]), radii.append(rad[0])
+      preds, radii = np.array(preds), np.array(radii)
+      out[name][kind] = [float(np.mean((preds == y[:n_img]) & (radii >= r))) for r in c.radii]
+  return out
+
+
+def run_diff2(config, workdir):
+  mesh = make_mesh()
+  classify, _ = _classifier(config.classifier.path)
+  surrogates = [_classifier(pth)[0] for pth in config.diff2.surrogates]
+  src = make_source(config.data, "train")
+  from jaxdiff.tasks.common import schedule_from_config
+  schedule = schedule_from_config(config.purify.diffusion)
+  trigger = build_trigger(config, workdir, surrogates, src, mesh)
+  backdoored = finetune(config, workdir, trigger, surrogates, src, mesh, schedule)
+  benign = load_model(config.purify.denoiser)[:2]
+  test = make_source(config.data, "test")
+  idx = np.arange(0, len(test), config.eval.stride)[:config.eval.num_examples]
+  x, y = test.get(idx)
+  denoisers = {"benign": benign, "backdoored": backdoored}
+  report, xr = evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y)
+  if config.certify.n:
+    report["certification"] = certification(config, trigger, classify, denoisers, schedule, x, y, xr)
+  transfer = {}
+  model = benign[0]
+  for pth in config.diff2.get("transfer_classifiers", ()):
+    f2, _ = _classifier(pth)
+    transfer[pth] = {}
+    lf_p = jax.jit(lambda prm, z, k: f2(purify_pixels(eps_fn_of(model, prm), schedule, z, k,
+                                                       t_bar=config.purify.t_bar, sampler=config.purify.samplers[0],
+                                                       num_steps=config.purify.num_steps or None)))
+    for name, (_, variables) in denoisers.items():
+      lf = lambda z, k, prm=variables["params"]: lf_p(prm, z, k)
+      transfer[pth][name] = {"clean_acc": float(np.mean(_pred(lf, x, config.eval.batch_size, jax.random.key(1)) == y)),
+                             "asr": attack_success(_pred(lf, xr, config.eval.batch_size, jax.random.key(2)), y,
+                                                   config.diff2)}
+  if transfer:
+    report["transfer"] = transfer
+  write_report(workdir, report, report_markdown(config, report))
+  print(report_markdown(config, report), flush=True)
+  return report
+
+
+def report_markdown(config, r):
+  d = config.diff2
+  rows = []
+  for s, v in r["purification"].items():
+    b, m = v["benign"], v["backdoored"]
+    rows.append([s, b["asr"], m["asr"], b["clean_acc"], m["clean_acc"], b.get("robust_acc", "-"),
+                 m.get("robust_acc", "-")])
+  md = [f"# DIFF2 ({r['attack']}, trigger={d.trigger}, α={d.alpha}, t̄={config.purify.t_bar})\n",
+        f"Without purifier: clean ACC {r['no_purifier']['clean_acc']:.1%}, trigger ASR {r['no_purifier']['asr']:.1%}\n",
+        "## Table 1–2: ASR, clean and robust ACC, benign φ vs backdoored φ*\n",
+        markdown_table(["sampler", "ASR φ", "ASR φ*", "clean φ", "clean φ*", "robust φ", "robust φ*"], rows)]
+  if any("one_step" in v["benign"] for v in r["purification"].values()):
+    rows = [[s, v["benign"]["one_step"]["asr"], v["backdoored"]["one_step"]["asr"],
+             v["benign"]["one_step"]["clean_acc"], v["backdoored"]["one_step"]["clean_acc"]]
+            for s, v in r["purification"].items()]
+    md += ["\n## Table 7: one-step purification\n",
+           markdown_table(["sampler", "ASR φ", "ASR φ*", "clean φ", "clean φ*"], rows)]
+  if "transfer" in r:
+    rows = [[k, v["benign"]["asr"], v["backdoored"]["asr"], v["benign"]["clean_acc"], v["backdoored"]["clean_acc"]]
+            for k, v in r["transfer"].items()]
+    md += ["\n## Table 3: transfer to other classifiers\n",
+           markdown_table(["classifier", "ASR φ", "ASR φ*", "clean φ", "clean φ*"], rows)]
+  if "certification" in r:
+    c = r["certification"]
+    rows = [[f"{m} / {k}"] + c[m][k] for m in ("benign", "backdoored") for k in ("clean", "trigger")]
+    md += [f"\n## Table 6: certified ACC (σ = {c['sigma']}, N = {c['n']})\n",
+           markdown_table(["model / inputs"] + [f"r = {x:g}" for x in c["radii"]], rows)]
+  if "sweep_t_bar" in r:
+    s = r["sweep_t_bar"]
+    md += ["\n## Figure 4: ASR against t̄\n",
+           markdown_table(["t̄"] + [str(t) for t in s["t_bar"]], [[k] + s[k] for k in ("benign", "backdoored")])]
+  md.append("\nFigure 3 grid (figure3.png) rows: clean, trigger, diffused trigger at t̄, purified by φ, "
+            "purified by φ*.\n")
+  return "\n".join(md)
