@@ -65,8 +65,8 @@ def bench_unet(size, batch, dtype, iters, t_bar, samplers):
   out = []
 
   fwd = jax.jit(lambda p, x, t: model.apply({"params": p}, x, t))
-  out.append(throughput_record("unet_forward", time_fn(fwd, params, x, t, iters=iters), batch,
-                               flops_of(fwd, params, x, t), dtype, images_per_sec=None))
+  fwd_flops = flops_of(fwd, params, x, t)
+  out.append(throughput_record("unet_forward", time_fn(fwd, params, x, t, iters=iters), batch, fwd_flops, dtype))
 
   sched = diffusion.linear_schedule()
   opt = make_optimizer(ml_collections.ConfigDict(dict(name="adam", lr=2e-4, warmup_steps=0, grad_clip=1.0)))
@@ -77,11 +77,14 @@ def bench_unet(size, batch, dtype, iters, t_bar, samplers):
                                flops_of(step, state, b), dtype))
 
   for s in samplers:
+    # XLA's cost analysis counts a scan body once: FLOPs = forward FLOPs × network evaluations.
+    n_grid = len(diffusion.time_grid(t_bar - 1, None, s in ("ddpm", "ddim")))
+    nfe = 2 * (n_grid - 1) + 1 if s == "ode" else n_grid
     pur = jax.jit(lambda p, x, k, s=s: diffusion.purify(lambda y, tt: model.apply({"params": p}, y, tt), sched, x,
                                                         key=k, t_bar=t_bar, sampler=s))
     k = jax.random.key(2)
     out.append(throughput_record(f"purify_{s}_t{t_bar}", time_fn(pur, params, x, k, iters=max(1, iters // 2)),
-                                 batch, flops_of(pur, params, x, k), dtype))
+                                 batch, fwd_flops and fwd_flops * nfe, dtype, network_evals=nfe))
   for r in out:
     r["images_per_sec"] = r.pop("items_per_sec")
   return {"model_params": count_params(params)}, out

@@ -117,7 +117,8 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
             "no_purifier": {"clean_acc": float(np.mean(_pred(classify, x, e.batch_size) == y)),
                             "asr": attack_success(_pred(classify, xr, e.batch_size), y, d)}}
   model = denoisers["benign"][0]
-  grid_rows = [x[:8], xr[:8]]
+  n_grid = min(8, len(x))
+  grid_rows = [x[:n_grid], xr[:n_grid]]
 
   def pur(params, z, k, sampler, t_bar=p.t_bar, steps=p.num_steps):
     return purify_pixels(eps_fn_of(model, params), schedule, z, k, t_bar=t_bar, sampler=sampler,
@@ -147,10 +148,10 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
       report["purification"][sampler][name] = res
       if sampler == p.samplers[0]:
         if name == "benign":
-          xt = schedule.q_sample(2 * jnp.asarray(xr[:8]) - 1, jnp.full((8,), p.t_bar - 1.0),
-                                 jax.random.normal(key, xr[:8].shape))
+          xt = schedule.q_sample(2 * jnp.asarray(xr[:n_grid]) - 1, jnp.full((n_grid,), p.t_bar - 1.0),
+                                 jax.random.normal(key, xr[:n_grid].shape))
           grid_rows.append(np.asarray(jnp.clip((xt + 1) / 2, 0, 1)))
-        grid_rows.append(np.asarray(jax.jit(pur, static_argnums=3)(prm, jnp.asarray(xr[:8]), key, sampler)))
+        grid_rows.append(np.asarray(jax.jit(pur, static_argnums=3)(prm, jnp.asarray(xr[:n_grid]), key, sampler)))
   if d.get("sweep_t_bar"):  # Figure 4: ASR against t̄
     sweep = {"t_bar": list(d.sweep_t_bar)}
     for tb in d.sweep_t_bar:
