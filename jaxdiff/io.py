@@ -76,13 +76,25 @@ def load_params(directory):
   return meta, jax.tree_util.tree_map(jnp.asarray, unflatten_params(load_file(st)))
 
 
+def _tensorboard_writer(logdir):
+  """A SummaryWriter when tensorboardX or torch's TensorBoard support is installed, else None."""
+  for mod in ("tensorboardX", "torch.utils.tensorboard"):
+    try:
+      return __import__(mod, fromlist=["SummaryWriter"]).SummaryWriter(logdir)
+    except Exception:  # not installed (torch's needs the tensorboard package)
+      continue
+  return None
+
+
 class MetricWriter:
-  """Metrics to the console and ``WORKDIR/metrics.jsonl`` (one JSON object per line, flushed)."""
+  """Metrics to the console, ``WORKDIR/metrics.jsonl`` (one JSON object per line, flushed) and
+  TensorBoard (WORKDIR/tensorboard) when a SummaryWriter is installed."""
 
   def __init__(self, workdir, resume_step=None, console=True):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.console = console
+    self.tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
     if resume_step is not None and os.path.exists(self.path):  # drop lines a killed run wrote later
       with open(self.path) as f:
         keep = [l for l in f if l.strip() and json.loads(l).get("step", -1) <= resume_step]
@@ -92,6 +104,11 @@ class MetricWriter:
     row = {"step": int(step), **{prefix + k: _jsonable(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
+    if self.tb is not None:
+      for k, v in row.items():
+        if k != "step" and isinstance(v, (int, float)):
+          self.tb.add_scalar(k, v, int(step))
+      self.tb.flush()
     if self.console:
       msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
       try:
