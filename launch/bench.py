@@ -36,7 +36,6 @@ UNET_SIZES = {
 
 
 def unet_config(size, dtype):
-  import ml_collections
   from configs import default
   c = default.get_config().model
   c.update(UNET_SIZES[size])

@@ -28,14 +28,11 @@ def certify_dataset(base, x, y, idx, tsv_path, *, key, sigma, num_classes, n0, n
     if transform is not None:
       xb = transform(xb)
     t0 = time.time()
-    keys = [jax.random.fold_in(key, int(idx[i])) for i in sel]  # resume draws the same noise
-    if len(sel) == 1:
-      preds, radii, counts = certify(base, xb, key=keys[0], sigma=sigma, num_classes=num_classes, n0=n0, n=n,
-                                     alpha=alpha, batch_size=batch_size)
-    else:
-      out = [certify(base, xb[j:j + 1], key=keys[j], sigma=sigma, num_classes=num_classes, n0=n0, n=n,
-                     alpha=alpha, batch_size=batch_size) for j in range(len(sel))]
-      preds, radii, counts = (np.concatenate(v) for v in zip(*out))
+    # One certify call per image: its key is fold_in(key, idx), so a resumed run redraws the same noise.
+    out = [certify(base, xb[j:j + 1], key=jax.random.fold_in(key, int(idx[i])), sigma=sigma,
+                   num_classes=num_classes, n0=n0, n=n, alpha=alpha, batch_size=batch_size)
+           for j, i in enumerate(sel)]
+    preds, radii, counts = (np.concatenate(v) for v in zip(*out))
     dt = (time.time() - t0) / len(sel)
     for j, i in enumerate(sel):
       w.write(int(idx[i]), int(y[i]), int(preds[j]), float(radii[j]), int(preds[j] == y[i]), dt, int(counts[j]))
