@@ -1,9 +1,8 @@
 """AutoAttack (Croce & Hein 2020): an ensemble run in sequence, each on the points still robust.
 
-version 'standard': APGD-CE, APGD-T (targeted DLR over the top ``n_target_classes`` classes), Square.
-version 'rand': APGD-CE and APGD-DLR with EOT over ``eot_iter`` draws of a stochastic model.
-FAB-T is not implemented yet (reported as such); on every model we test, the APGD pair already reaches
-the exact robust accuracy. Robust accuracy after each attack is printed and returned in the report.
+version 'standard': APGD-CE, APGD-T (targeted DLR over the top ``n_target_classes`` classes), FAB-T
+(same targets), Square. version 'rand': APGD-CE and APGD-DLR with EOT over ``eot_iter`` draws of a
+stochastic model. Robust accuracy after each attack is printed and returned in the report.
 """
 from __future__ import annotations
 
@@ -14,11 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.attacks.apgd import apgd
+from jaxdiff.attacks.fab import fab_t
 from jaxdiff.attacks.square import square
 
 _STATIC = ("logits_fn", "eps", "norm", "steps", "loss", "eot", "stochastic", "queries")
 _apgd = jax.jit(apgd, static_argnames=_STATIC[:-1])
 _square = jax.jit(square, static_argnames=("logits_fn", "eps", "norm", "queries", "stochastic"))
+_fab_t = jax.jit(fab_t, static_argnames=("logits_fn", "eps", "norm", "steps", "restarts", "stochastic"))
 
 
 def _predict(logits_fn, x, key, stochastic):
@@ -66,16 +67,18 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", st
       adv, fooled = _apgd(logits_fn, x, y, key=k, eps=eps, norm=norm, steps=steps,
                           loss="ce" if name == "apgd-ce" else "dlr", eot=eot, stochastic=stochastic)
       merge(name, adv, fooled)
-    elif name == "apgd-t":
+    elif name in ("apgd-t", "fab-t"):  # targets: the runner-up classes of the clean logits, in order
       logits = logits_fn(x, kp) if stochastic else logits_fn(x)
       order = np.argsort(-np.asarray(logits), axis=1)
       for j in range(1, min(n_target_classes, logits.shape[1] - 1) + 1):
-        tgt = jnp.asarray(order[:, j], jnp.int32)
-        adv, fooled = _apgd(logits_fn, x, y, key=jax.random.fold_in(k, j), eps=eps, norm=norm, steps=steps,
-                            loss="dlr", target=tgt, eot=eot, stochastic=stochastic)
+        tgt, kj = jnp.asarray(order[:, j], jnp.int32), jax.random.fold_in(k, j)
+        if name == "apgd-t":
+          adv, fooled = _apgd(logits_fn, x, y, key=kj, eps=eps, norm=norm, steps=steps, loss="dlr", target=tgt,
+                              eot=eot, stochastic=stochastic)
+        else:
+          adv, fooled = _fab_t(logits_fn, x, y, tgt, key=kj, eps=eps, norm=norm, steps=steps,
+                               stochastic=stochastic)
         merge(name, adv, fooled)
-    elif name == "fab-t":
-      report[name] = "not implemented"
     elif name == "square":
       adv, fooled = _square(logits_fn, x, y, key=k, eps=eps, norm=norm, queries=square_queries,
                             stochastic=stochastic)
