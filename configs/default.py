@@ -36,6 +36,7 @@ def add_evaluation(c, *, denoiser, classifier, samplers=("ddpm",), t_bar=75, num
   c.classifier = ml_collections.ConfigDict(dict(path=classifier))
   c.purify = ml_collections.ConfigDict(dict(
       denoiser=denoiser, dtype="", samplers=tuple(samplers), t_bar=t_bar, num_steps=num_steps,
+      sampler_steps=dict(ddpm=0, ddim=0, sde=0, ode=0),  # per-sampler override of num_steps (0: use it)
       gradient="full", remat=True, diffusion=dict(schedule="linear", num_timesteps=1000)))
   c.attack = ml_collections.ConfigDict(dict(
       eps=8 / 255, norm="linf", pgd_steps=20, eot=1, autoattack=True, autoattack_version="rand",
@@ -55,11 +56,14 @@ def add_diff2(c, *, surrogates, alpha=0.05, targeted=False):
   """DIFF2 defaults (Table 21): untargeted, full-size adversarial trigger α = 0.05 (Adam 0.1), entangled
   noise, truncated timestep 300 for trigger inputs, λ = 1, fine-tuning Adam 2e-4."""
   c.diff2 = ml_collections.ConfigDict(dict(
-      trigger="adversarial",       # adversarial (Alg. 1) | patch | blend | warp (Alg. 2)
+      trigger="adversarial",       # adversarial (Alg. 1) | input_specific (§5.5) | patch | blend | warp (Alg. 2)
+      scheme="diff2",              # diff2 | trojdiff_patch | trojdiff_adversarial (§5.6, Eq. 14)
+      trojdiff_gamma=0.6, input_specific_steps=10,
       alpha=alpha, patch_size=0, pattern="checkerboard", targeted=targeted, target_class=0,
       surrogates=tuple(surrogates), trigger_steps=1000, trigger_lr=0.1, trigger_batch=256,
       lam=1.0, t_trunc=300, entangled=True, poison_rate=0.0,
       reverse_target="adversarial", reverse_eps=8 / 255, reverse_steps=10,
-      sweep_t_bar=(), transfer_classifiers=()))
+      sweep_t_bar=(), transfer_classifiers=(),
+      stop_after=""))              # "" (everything) | trigger | finetune
   c.train.update(use_ema=False)
   return c

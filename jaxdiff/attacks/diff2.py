@@ -1,6 +1,10 @@
-"""DIFF2 (Li et al., "Watch the Watchers"): trigger optimisation (Alg. 1 l.1–3, Eq. 10) and the
-backdoor fine-tuning losses (Alg. 1 l.4–8; Alg. 2 / Eq. 13; poisoning), model space for the denoiser."""
+"""DIFF2 (Li et al., "Watch the Watchers"): trigger optimisation (Alg. 1 l.1–3, Eq. 10; universal or
+input-specific, §5.5) and the backdoor fine-tuning losses (Alg. 1 l.4–8; Alg. 2 / Eq. 13; poisoning;
+TrojDiff-adapted schemes, Eq. 14), model space for the denoiser."""
 from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +55,40 @@ def optimize_trigger(surrogates, batches, *, key, shape, alpha, steps, lr=0.1, m
   return r
 
 
+def input_specific_trigger(surrogates, x, *, alpha, steps=10, targeted=False, target_class=0):
+  """Per-input triggers (§5.5, Table 19): for each x, r_x ∈ [0, 1] by signed-gradient PGD on the
+  trigger loss (Eq. 10) with x_r = (1 − α)x + αr_x. Untargeted attacks the surrogates' own prediction,
+  so no labels are needed. x [B, H, W, C] pixel space → x_r, same shape."""
+  y = jnp.argmax(sum(jax.nn.log_softmax(f(x)) for f in surrogates), -1)
+  step = 2.5 / max(steps, 1)  # r lives in [0, 1]: PGD's usual 2.5·radius/steps
+
+  def body(_, r):
+    g = jax.grad(lambda r_: trigger_loss(surrogates, r_, x, y, alpha=alpha, targeted=targeted,
+                                         target_class=target_class))(r)
+    return jnp.clip(r - step * jnp.sign(g), 0.0, 1.0)
+
+  r = jax.lax.fori_loop(0, steps, body, jnp.full_like(x, 0.5))
+  return jax.lax.stop_gradient(jnp.clip(blend(x, r, alpha), 0.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpecificTrigger:
+  """Trigger whose ``apply(x)`` optimises a fresh r for every input (see ``input_specific_trigger``)."""
+  surrogates: Sequence[Callable]
+  alpha: float
+  steps: int = 10
+  targeted: bool = False
+  target_class: int = 0
+  kind: str = "input_specific"
+
+  def apply(self, x):
+    return input_specific_trigger(self.surrogates, x, alpha=self.alpha, steps=self.steps,
+                                  targeted=self.targeted, target_class=self.target_class)
+
+
+SCHEMES = ("diff2", "trojdiff_patch", "trojdiff_adversarial")
+
+
 def diff2_inputs(schedule, x, xr, key, *, t_trunc=300, entangled=True):
   """Noised clean and trigger inputs of Alg. 1 l.6–8 (model space): t ~ U{1..T}, s ~ U{1..t_trunc}
   (indices 0..t_trunc−1), ε* = ε when ``entangled`` (§3.4). Returns a dict of arrays."""
@@ -65,7 +103,7 @@ def diff2_inputs(schedule, x, xr, key, *, t_trunc=300, entangled=True):
 
 
 def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True, reverse_target=None,
-               poison_rate=None):
+               poison_rate=None, scheme="diff2", noise_trigger=None, gamma=0.6):
   """Fine-tuning loss for ``make_train_step`` (pixel batches; the denoiser works in model space).
 
   Default (Alg. 1 with §3.4 refinements): ‖ε − ε_θ(x_t, t)‖² + λ‖ε* − ε_θ(x_{r,s}, s)‖², t ~ U{1..T},
@@ -74,7 +112,16 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
   adversarial version of a patched x_r): ε* = (x_{r,s} − √ᾱ_s x̃_r)/√(1−ᾱ_s).
   ``poison_rate`` p (poisoning-based DIFF2): no trigger term; a fraction p of the batch is replaced by
   trigger inputs trained with the plain DDPM loss.
+  ``scheme`` (§5.6, Eq. 14; ρ = 2·``noise_trigger`` − 1 is the trigger pattern in model space):
+  'trojdiff_patch': x_{r,s} = √ᾱ_s x + √(1−ᾱ_s)(γε + ρ), reversed to the trigger input x_r
+  (ε* = (x_{r,s} − √ᾱ_s x_r)/√(1−ᾱ_s)); 'trojdiff_adversarial': x_{r,s} = √ᾱ_s x_r + √(1−ᾱ_s)(γε + ρ)
+  with ε* = ε (entangled). 'diff2' is Alg. 1.
   """
+  if scheme not in SCHEMES:
+    raise ValueError(f"unknown DIFF2 scheme {scheme!r}; use one of {SCHEMES}")
+  if scheme != "diff2" and noise_trigger is None:
+    raise ValueError(f"scheme {scheme!r} needs noise_trigger (the pattern r of Eq. 14, pixel space)")
+
   def loss_fn(apply_fn, params, model_state, batch, key):
     x = batch["image"]
     k_drop, k_in, k_tgt, k_p = jax.random.split(key, 4)
@@ -88,11 +135,16 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
       return loss, ({"poisoned_fraction": jnp.mean(poisoned)}, model_state)
     d = diff2_inputs(schedule, x, xr, k_in, t_trunc=t_trunc, entangled=entangled)
     clean = jnp.mean(mse(eps_fn(d["x_t"], d["t"]), d["noise"]))
-    target = d["noise_r"]
-    if reverse_target is not None:
+    target, xr_s = d["noise_r"], d["xr_s"]
+    if scheme != "diff2":  # Eq. 14: the trigger is carried by the noise, γε + ρ
+      shifted = gamma * d["noise"] + (2 * noise_trigger - 1)
+      base = x if scheme == "trojdiff_patch" else xr
+      xr_s = schedule.q_sample(2 * base - 1, d["s"], shifted)
+      target = schedule.predict_eps(xr_s, d["s"], 2 * xr - 1) if scheme == "trojdiff_patch" else d["noise"]
+    elif reverse_target is not None:
       x_tilde = jax.lax.stop_gradient(reverse_target(xr, k_tgt))
-      target = schedule.predict_eps(d["xr_s"], d["s"], 2 * x_tilde - 1)
-    trig = jnp.mean(mse(eps_fn(d["xr_s"], d["s"]), target))
+      target = schedule.predict_eps(xr_s, d["s"], 2 * x_tilde - 1)
+    trig = jnp.mean(mse(eps_fn(xr_s, d["s"]), target))
     return clean + lam * trig, ({"clean_loss": clean, "trigger_loss": trig}, model_state)
 
   return loss_fn

@@ -66,6 +66,13 @@ def eps_fn_of(model, params):
   return lambda x, t: model.apply({"params": params}, x, t)
 
 
+def sampler_steps(purify_cfg, sampler):
+  """Network calls for ``sampler`` from t̄: ``purify.sampler_steps[sampler]``, else ``purify.num_steps``;
+  None (every index) when both are 0."""
+  own = purify_cfg.get("sampler_steps", {}).get(sampler, 0)
+  return int(own or purify_cfg.num_steps) or None
+
+
 def make_sampler_fn(model, schedule, shape, sampler="ddim", num_steps=100):
   """Jitted ``fn(params, key) -> images in pixel space [0, 1]``."""
   @jax.jit

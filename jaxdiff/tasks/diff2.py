@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff import attacks
-from jaxdiff.attacks.diff2 import diff2_loss, optimize_trigger
+from jaxdiff.attacks.diff2 import SCHEMES, InputSpecificTrigger, diff2_loss, optimize_trigger
 from jaxdiff.data import host_batches, make_source, prefetch
 from jaxdiff.data.triggers import corner_mask, make_trigger
 from jaxdiff.io import MetricWriter, atomic_write
 from jaxdiff.parallel import check_divisible, make_mesh
-from jaxdiff.report import markdown_table, progress, save_grid, write_report
-from jaxdiff.robust import certify, denoised_classifier, purify_pixels
-from jaxdiff.tasks.common import eps_fn_of, export_model, fingerprint, load_model, resolve_path
+from jaxdiff.report import markdown_table, save_grid, write_report
+from jaxdiff.robust import denoised_classifier, purify_pixels
+from jaxdiff.robust.analysis import certified_accuracy
+from jaxdiff.tasks.certify import certify_dataset
+from jaxdiff.tasks.common import eps_fn_of, export_model, fingerprint, load_model, sampler_steps
 from jaxdiff.train import Checkpointer, create_state, make_optimizer, make_train_step, train_loop
 
 
@@ -36,6 +39,8 @@ def build_trigger(config, workdir, surrogates, src, mesh):
   key = jax.random.key(config.seed + 7)
   path = os.path.join(workdir, "trigger.npy")
   r = None
+  if d.trigger == "input_specific":  # §5.5: a PGD-optimised r per input, no universal r to store
+    return InputSpecificTrigger(tuple(surrogates), d.alpha, d.input_specific_steps, d.targeted, d.target_class)
   if d.trigger == "adversarial":
     if os.path.exists(path):
       r = np.load(path)
@@ -66,13 +71,15 @@ def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
   check_divisible(config.train.batch_size, mesh)
   model, variables, meta = load_model(config.purify.denoiser)
   reverse_target = None
-  if d.trigger != "adversarial" and d.get("reverse_target", "adversarial") == "adversarial":
+  if (d.trigger not in ("adversarial", "input_specific") and d.scheme == "diff2"
+      and d.get("reverse_target", "adversarial") == "adversarial"):
     f = surrogates[0]  # Alg. 2: the reverse process should output an adversarial x̃_r
     reverse_target = lambda xr, k: attacks.pgd(f, xr, jnp.argmax(f(xr), -1), key=k, eps=d.reverse_eps,
                                                steps=d.reverse_steps, targeted=d.targeted,
                                                target=jnp.full(xr.shape[:1], d.target_class))
   loss = diff2_loss(schedule, trigger.apply, lam=d.lam, t_trunc=d.t_trunc, entangled=d.entangled,
-                    reverse_target=reverse_target, poison_rate=d.poison_rate or None)
+                    reverse_target=reverse_target, poison_rate=d.poison_rate or None, scheme=d.scheme,
+                    noise_trigger=getattr(trigger, "pattern", None), gamma=d.trojdiff_gamma)
   opt = make_optimizer(config.optim, config.train.num_steps)
   state = create_state(variables["params"], opt, config.seed)
   step = make_train_step(model.apply, loss, opt, mesh=mesh, ema_decay=config.train.ema_decay)
@@ -120,9 +127,9 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
   n_grid = min(8, len(x))
   grid_rows = [x[:n_grid], xr[:n_grid]]
 
-  def pur(params, z, k, sampler, t_bar=p.t_bar, steps=p.num_steps):
+  def pur(params, z, k, sampler, t_bar=p.t_bar, steps=None):
     return purify_pixels(eps_fn_of(model, params), schedule, z, k, t_bar=t_bar, sampler=sampler,
-                         num_steps=steps or None, gradient=p.gradient)
+                         num_steps=steps or sampler_steps(p, sampler), gradient=p.gradient)
 
   for sampler in p.samplers:
     report["purification"][sampler] = {}
@@ -133,18 +140,21 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
         steps=config.attack.pgd_steps, eot=config.attack.eot, stochastic=True))
     for name, (_, variables) in denoisers.items():
       prm = variables["params"]
-      lf = lambda z, k, steps=p.num_steps: logits(prm, z, k, steps)
+      lf = lambda z, k: logits(prm, z, k, None)
       res = {"clean_acc": float(np.mean(_pred(lf, x, e.batch_size, key) == y)),
              "asr": attack_success(_pred(lf, xr, e.batch_size, jax.random.fold_in(key, 1)), y, d)}
       if config.attack.pgd_steps:
         n_rob = min(len(x), e.robust_examples)
-        adv = np.concatenate([np.asarray(pgd(prm, jnp.asarray(x[i:i + e.batch_size]), jnp.asarray(y[i:i + e.batch_size]),
-                                             jax.random.fold_in(key, 100 + i))) for i in range(0, n_rob, e.batch_size)])
-        res["robust_acc"] = float(np.mean(_pred(lf, adv, e.batch_size, jax.random.fold_in(key, 2)) == y[:n_rob]))
-      if p.get("one_step"):  # Table 7: one-shot denoising from t̄
+        x_rob, y_rob = x[:n_rob], y[:n_rob]
+        adv = np.concatenate([np.asarray(pgd(prm, jnp.asarray(x_rob[i:i + e.batch_size]),
+                                             jnp.asarray(y_rob[i:i + e.batch_size]), jax.random.fold_in(key, 100 + i)))
+                              for i in range(0, n_rob, e.batch_size)])
+        res["robust_acc"] = float(np.mean(_pred(lf, adv, e.batch_size, jax.random.fold_in(key, 2)) == y_rob))
+      if p.get("one_step") and sampler == p.samplers[0]:  # Table 7: one-shot x̂0 from t̄ (any sampler)
         one = lambda z, k: logits(prm, z, k, 1)
-        res["one_step"] = {"clean_acc": float(np.mean(_pred(one, x, e.batch_size, key) == y)),
-                           "asr": attack_success(_pred(one, xr, e.batch_size, key), y, d)}
+        report.setdefault("one_step", {})[name] = {
+            "clean_acc": float(np.mean(_pred(one, x, e.batch_size, key) == y)),
+            "asr": attack_success(_pred(one, xr, e.batch_size, key), y, d)}
       report["purification"][sampler][name] = res
       if sampler == p.samplers[0]:
         if name == "benign":
@@ -164,7 +174,9 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
   return report, xr
 
 
-def certification(config, trigger, classify, denoisers, schedule, x, y, xr):
+def certification(config, workdir, classify, denoisers, schedule, x, y, xr, idx):
+  """Table 6: certified ACC of clean and trigger inputs through f∘φ and f∘φ* (denoised smoothing).
+  One resumable TSV per (model, inputs) in WORKDIR/certify/, written by the certify task's loop."""
   c = config.certify
   sigma = c.sigmas[0]
   n_img = min(len(x), c.num_images)
@@ -175,41 +187,69 @@ def certification(config, trigger, classify, denoisers, schedule, x, y, xr):
                                num_steps=c.denoise_steps)
     out[name] = {}
     for kind, inputs in (("clean", x), ("trigger", xr)):
-      preds, radii = [], []
-      for i in progress(range(n_img), desc=f"certify {name}/{kind}", unit="img"):
-        pr, rad, _ = certify(base, jnp.asarray(inputs[i:i + 1]), key=jax.random.fold_in(key, i), sigma=sigma,
-                             num_classes=c.num_classes, n0=c.n0, n=c.n, alpha=c.alpha, batch_size=c.batch_size)
-        preds.append(pr[0]), radii.append(rad[0])
-      preds, radii = np.array(preds), np.array(radii)
-      out[name][kind] = [float(np.mean((preds == y[:n_img]) & (radii >= r))) for r in c.radii]
+      tsv = os.path.join(workdir, "certify", f"{name}_{kind}_sigma{sigma:g}.tsv")
+      certify_dataset(base, inputs[:n_img], y[:n_img], idx[:n_img], tsv, key=key, sigma=sigma,
+                      num_classes=c.num_classes, n0=c.n0, n=c.n, alpha=c.alpha, batch_size=c.batch_size,
+                      images_per_call=1, desc=f"certify {name}/{kind}")
+      out[name][kind] = certified_accuracy(tsv, c.radii)
   return out
 
 
+TRIGGERS = ("adversarial", "input_specific", "patch", "blend", "warp")
+
+
+def check_diff2_config(d):
+  """Fails early, with what to change, on trigger/scheme combinations the pipeline cannot run."""
+  if d.trigger not in TRIGGERS:
+    raise ValueError(f"config.diff2.trigger={d.trigger!r}; use one of {TRIGGERS}")
+  if d.scheme not in SCHEMES:
+    raise ValueError(f"config.diff2.scheme={d.scheme!r}; use one of {SCHEMES}")
+  if d.scheme != "diff2" and d.trigger not in ("adversarial", "blend"):
+    raise ValueError(f"scheme {d.scheme!r} (Eq. 14) adds a pattern r to the noise: use trigger='adversarial' "
+                     f"or 'blend', not {d.trigger!r}")
+  if d.get("stop_after", "") not in ("", "trigger", "finetune"):
+    raise ValueError(f"config.diff2.stop_after={d.stop_after!r}; use '', 'trigger' or 'finetune'")
+  if d.scheme != "diff2" and d.poison_rate:
+    raise ValueError("poisoning (diff2.poison_rate > 0) only applies to scheme='diff2'")
+
+
 def run_diff2(config, workdir):
+  check_diff2_config(config.diff2)
   mesh = make_mesh()
   classify, _ = _classifier(config.classifier.path)
   surrogates = [_classifier(pth)[0] for pth in config.diff2.surrogates]
   src = make_source(config.data, "train")
   from jaxdiff.tasks.common import schedule_from_config
   schedule = schedule_from_config(config.purify.diffusion)
+  clock = {"start": time.time()}
+  lap = lambda name: clock.__setitem__(name, time.time())
+  stop_after = config.diff2.get("stop_after", "")
   trigger = build_trigger(config, workdir, surrogates, src, mesh)
+  lap("trigger")
+  if stop_after == "trigger":
+    return None
   backdoored = finetune(config, workdir, trigger, surrogates, src, mesh, schedule)
+  lap("finetune")
+  if stop_after == "finetune":  # e.g. build φ* on an accelerator, evaluate it elsewhere later
+    return None
   benign = load_model(config.purify.denoiser)[:2]
   test = make_source(config.data, "test")
   idx = np.arange(0, len(test), config.eval.stride)[:config.eval.num_examples]
   x, y = test.get(idx)
   denoisers = {"benign": benign, "backdoored": backdoored}
   report, xr = evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y)
+  lap("evaluate")
   if config.certify.n:
-    report["certification"] = certification(config, trigger, classify, denoisers, schedule, x, y, xr)
+    report["certification"] = certification(config, workdir, classify, denoisers, schedule, x, y, xr, idx)
+  lap("certification")
   transfer = {}
   model = benign[0]
   for pth in config.diff2.get("transfer_classifiers", ()):
     f2, _ = _classifier(pth)
     transfer[pth] = {}
-    lf_p = jax.jit(lambda prm, z, k: f2(purify_pixels(eps_fn_of(model, prm), schedule, z, k,
-                                                       t_bar=config.purify.t_bar, sampler=config.purify.samplers[0],
-                                                       num_steps=config.purify.num_steps or None)))
+    s0 = config.purify.samplers[0]
+    lf_p = jax.jit(lambda prm, z, k: f2(purify_pixels(eps_fn_of(model, prm), schedule, z, k, t_bar=config.purify.t_bar,
+                                                       sampler=s0, num_steps=sampler_steps(config.purify, s0))))
     for name, (_, variables) in denoisers.items():
       lf = lambda z, k, prm=variables["params"]: lf_p(prm, z, k)
       transfer[pth][name] = {"clean_acc": float(np.mean(_pred(lf, x, config.eval.batch_size, jax.random.key(1)) == y)),
@@ -217,6 +257,9 @@ def run_diff2(config, workdir):
                                                    config.diff2)}
   if transfer:
     report["transfer"] = transfer
+  lap("transfer")
+  names = list(clock)  # wall seconds per stage (a resumed stage counts only its loading time)
+  report["seconds"] = {b: round(clock[b] - clock[a], 1) for a, b in zip(names, names[1:])}
   write_report(workdir, report, report_markdown(config, report))
   print(report_markdown(config, report), flush=True)
   return report
@@ -229,16 +272,15 @@ def report_markdown(config, r):
     b, m = v["benign"], v["backdoored"]
     rows.append([s, b["asr"], m["asr"], b["clean_acc"], m["clean_acc"], b.get("robust_acc", "-"),
                  m.get("robust_acc", "-")])
-  md = [f"# DIFF2 ({r['attack']}, trigger={d.trigger}, α={d.alpha}, t̄={config.purify.t_bar})\n",
+  md = [f"# DIFF2 ({r['attack']}, trigger={d.trigger}, scheme={d.scheme}, α={d.alpha}, t̄={config.purify.t_bar})\n",
         f"Without purifier: clean ACC {r['no_purifier']['clean_acc']:.1%}, trigger ASR {r['no_purifier']['asr']:.1%}\n",
         "## Table 1–2: ASR, clean and robust ACC, benign φ vs backdoored φ*\n",
         markdown_table(["sampler", "ASR φ", "ASR φ*", "clean φ", "clean φ*", "robust φ", "robust φ*"], rows)]
-  if any("one_step" in v["benign"] for v in r["purification"].values()):
-    rows = [[s, v["benign"]["one_step"]["asr"], v["backdoored"]["one_step"]["asr"],
-             v["benign"]["one_step"]["clean_acc"], v["backdoored"]["one_step"]["clean_acc"]]
-            for s, v in r["purification"].items()]
-    md += ["\n## Table 7: one-step purification\n",
-           markdown_table(["sampler", "ASR φ", "ASR φ*", "clean φ", "clean φ*"], rows)]
+  if "one_step" in r:
+    b, m = r["one_step"]["benign"], r["one_step"]["backdoored"]
+    md += ["\n## Table 7: one-step purification (one-shot x̂0 from t̄)\n",
+           markdown_table(["ASR φ", "ASR φ*", "clean φ", "clean φ*"],
+                          [[b["asr"], m["asr"], b["clean_acc"], m["clean_acc"]]])]
   if "transfer" in r:
     rows = [[k, v["benign"]["asr"], v["backdoored"]["asr"], v["benign"]["clean_acc"], v["backdoored"]["clean_acc"]]
             for k, v in r["transfer"].items()]
@@ -253,6 +295,8 @@ def report_markdown(config, r):
     s = r["sweep_t_bar"]
     md += ["\n## Figure 4: ASR against t̄\n",
            markdown_table(["t̄"] + [str(t) for t in s["t_bar"]], [[k] + s[k] for k in ("benign", "backdoored")])]
+  if "seconds" in r:
+    md.append("\nWall time per stage (s): " + ", ".join(f"{k} {v:g}" for k, v in r["seconds"].items()) + "\n")
   md.append("\nFigure 3 grid (figure3.png) rows: clean, trigger, diffused trigger at t̄, purified by φ, "
             "purified by φ*.\n")
   return "\n".join(md)

@@ -12,7 +12,7 @@ from jaxdiff import attacks
 from jaxdiff.data import make_source
 from jaxdiff.report import markdown_table, progress, save_grid, write_report
 from jaxdiff.robust import purified_logits_fn, purify_pixels
-from jaxdiff.tasks.common import eps_fn_of, load_model, schedule_from_config
+from jaxdiff.tasks.common import eps_fn_of, load_model, sampler_steps, schedule_from_config
 
 
 def load_classifier_fn(path):
@@ -35,7 +35,7 @@ def eval_subset(config):
 
 def purification_logits(classify, eps_fn, schedule, p, sampler):
   return purified_logits_fn(classify, eps_fn, schedule, t_bar=p.t_bar, sampler=sampler,
-                            num_steps=p.num_steps or None, gradient=p.gradient, remat=p.remat)
+                            num_steps=sampler_steps(p, sampler), gradient=p.gradient, remat=p.remat)
 
 
 def accuracy(logits_fn, x, y, batch, key=None):
@@ -86,12 +86,12 @@ def run_purification(config, workdir):
                             f"autoattack f∘φ[{sampler}]")
       res["autoattack_acc"] = accuracy(lf_j, x_aa, y, bs, jax.random.fold_in(key, 5))
     report["purification"][sampler] = res
-    rows.append([f"f∘φ ({sampler})", p.num_steps or p.t_bar, res["clean_acc"], res["pgd_acc"],
+    rows.append([f"f∘φ ({sampler})", sampler_steps(p, sampler) or p.t_bar, res["clean_acc"], res["pgd_acc"],
                  res.get("autoattack_acc", "-")])
     if sampler == p.samplers[0]:
       n = min(8, len(x))
       pur = np.asarray(jax.jit(lambda z, k: purify_pixels(eps_fn, schedule, z, k, t_bar=p.t_bar, sampler=sampler,
-                                                          num_steps=p.num_steps or None))(
+                                                          num_steps=sampler_steps(p, sampler)))(
           jnp.asarray(x_pgd[:n]), jax.random.fold_in(key, 6)))
       save_grid(None, os.path.join(workdir, "purification_grid.png"), rows=[x[:n], x_pgd[:n], pur],
                 scale=config.eval.get("grid_scale", 4))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from jaxdiff import diffusion
-from jaxdiff.attacks.diff2 import diff2_inputs, diff2_loss, optimize_trigger, trigger_loss
+from jaxdiff.attacks.diff2 import (diff2_inputs, diff2_loss, input_specific_trigger, optimize_trigger,
+                                  trigger_loss)
 from jaxdiff.data import triggers
 
 SCHED = diffusion.linear_schedule()
@@ -85,3 +86,39 @@ def test_trigger_optimisation_fools_a_linear_surrogate(targeted):
   r0 = jnp.full((4, 4, 1), 0.5)
   assert float(trigger_loss([f], r, x, y, alpha=0.3, targeted=targeted)) < float(
       trigger_loss([f], r0, x, y, alpha=0.3, targeted=targeted))
+
+
+def _linear_surrogate(seed=0, d=16, k=3):
+  w = jnp.asarray(np.random.default_rng(seed).normal(size=(d, k)), jnp.float32)
+  return lambda x: (x.reshape(x.shape[0], -1) - 0.5) @ w * 10
+
+
+@pytest.mark.parametrize("scheme,gamma,v", [("trojdiff_adversarial", 0.6, 0.75), ("trojdiff_patch", 0.6, 0.75),
+                                            ("trojdiff_adversarial", 1.0, 0.5)])
+def test_trojdiff_schemes_closed_form_on_the_oracle(scheme, gamma, v):
+  """Data at model-space 0, identity trigger, r ≡ v (ρ = 2v − 1): the trigger latent is √(1−ᾱ)(γε + ρ), so
+  the oracle predicts γε + ρ. Adversarial scheme (target ε): E‖·‖² = (γ − 1)² + ρ²; patching scheme
+  (target reverses to x_r = x): exactly 0."""
+  x = jnp.full((256, 4, 4, 1), 0.5)
+  loss_fn = diff2_loss(SCHED, lambda z: z, scheme=scheme, noise_trigger=jnp.full((4, 4, 1), v), gamma=gamma)
+  _, (m, _) = loss_fn(_oracle_apply, {}, {}, {"image": x}, jax.random.key(0))
+  rho = 2 * v - 1
+  expected = (gamma - 1) ** 2 + rho ** 2 if scheme == "trojdiff_adversarial" else 0.0
+  assert float(m["clean_loss"]) < 1e-8
+  assert float(m["trigger_loss"]) == pytest.approx(expected, abs=0.02)
+  with pytest.raises(ValueError, match="noise_trigger"):
+    diff2_loss(SCHED, lambda z: z, scheme=scheme)
+
+
+def test_input_specific_triggers_stay_in_the_blend_set_and_fool_the_surrogate():
+  f = _linear_surrogate()
+  x = jax.random.uniform(jax.random.key(0), (128, 4, 4, 1))
+  alpha = 0.3
+  xr = jax.jit(lambda z: input_specific_trigger([f], z, alpha=alpha, steps=10))(x)
+  r = (xr - (1 - alpha) * x) / alpha  # the per-input r it used: must lie in [0, 1]
+  assert float(r.min()) >= -1e-5 and float(r.max()) <= 1 + 1e-5
+  assert float(jnp.std(r, axis=0).mean()) > 0.1  # not one universal r
+  y = jnp.argmax(f(x), 1)
+  assert float(jnp.mean(jnp.argmax(f(xr), 1) != y)) > 0.9
+  xt = input_specific_trigger([f], x, alpha=alpha, steps=10, targeted=True, target_class=2)
+  assert float(jnp.mean(jnp.argmax(f(xt), 1) == 2)) > 0.9

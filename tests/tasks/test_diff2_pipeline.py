@@ -5,6 +5,7 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 
 from jaxdiff.models import build_model, init_variables
@@ -36,7 +37,7 @@ def _shrink(c, paths):
                  transfer_classifiers=(paths[2],))
   c.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=1)
   c.attack.update(pgd_steps=1)
-  c.eval.update(num_examples=8, batch_size=8, robust_examples=8)
+  c.eval.update(num_examples=8, batch_size=8, robust_examples=4)  # fewer than a batch: slicing must hold
   c.certify.update(n=20, n0=5, num_images=2, batch_size=20)
   return c
 
@@ -70,7 +71,13 @@ def test_diff2_digits_tiny_end_to_end_and_resume(tmp_path):
   wd = str(tmp_path / "wd")
   r = run_diff2(c, wd)
   _check_report(wd, ("ddpm", "ode"))
-  assert r["sweep_t_bar"]["t_bar"] == [10] and "transfer" in r and "one_step" in r["purification"]["ddpm"]["benign"]
+  assert r["sweep_t_bar"]["t_bar"] == [10] and "transfer" in r and set(r["one_step"]) == {"benign", "backdoored"}
+  from jaxdiff.robust.analysis import certified_accuracy, read_tsv
+  for m in ("benign", "backdoored"):  # Table 6 comes from resumable CERTIFY TSVs, one per (model, inputs)
+    for k in ("clean", "trigger"):
+      tsv = os.path.join(wd, "certify", f"{m}_{k}_sigma0.5.tsv")
+      assert len(read_tsv(tsv)["idx"]) == 2
+      assert certified_accuracy(tsv, r["certification"]["radii"]) == r["certification"][m][k]
   trig = os.path.getmtime(os.path.join(wd, "trigger.npy"))
   exp = os.path.getmtime(os.path.join(wd, "finetune", "export", "params.safetensors"))
   # A rerun reuses the trigger and the fine-tuned model (evaluation kept minimal here).
@@ -83,19 +90,63 @@ def test_diff2_digits_tiny_end_to_end_and_resume(tmp_path):
   assert os.path.getmtime(os.path.join(wd, "finetune", "export", "params.safetensors")) == exp
 
 
-@pytest.mark.parametrize("variant", ["diff2_digits_patch", "diff2_digits_poison"])
-def test_diff2_variants_run(tmp_path, variant):
-  import importlib
+def test_input_specific_variant_runs_end_to_end(tmp_path):
+  from configs import diff2_digits_input_specific
   paths = _exports(tmp_path, 8, 1)
-  c = _shrink(importlib.import_module(f"configs.{variant}").get_config(), paths)
+  c = _shrink(diff2_digits_input_specific.get_config(), paths)
   c.data.image_size, c.model.image_size = 8, 8
   c.purify.update(samplers=("ddim",), one_step=False)
   c.attack.pgd_steps = 0
-  c.diff2.update(sweep_t_bar=(), transfer_classifiers=(), patch_size=min(c.diff2.patch_size, 3))
+  c.diff2.update(sweep_t_bar=(), transfer_classifiers=(), input_specific_steps=2)
   c.certify.n = 0
   run_diff2(c, str(tmp_path / "wd"))
   r = json.load(open(tmp_path / "wd" / "report.json"))
   assert 0 <= r["purification"]["ddim"]["backdoored"]["asr"] <= 1
+  assert not os.path.exists(tmp_path / "wd" / "trigger.npy")  # no universal trigger
+
+
+_slow = pytest.mark.slow  # same code path as a fast-tier variant; only the trigger or target formula differs
+
+
+@pytest.mark.parametrize("variant", ["diff2_digits_patch", "diff2_digits_poison", "diff2_digits_trojdiff_patch",
+                                     pytest.param("diff2_digits_blend", marks=_slow),
+                                     pytest.param("diff2_digits_warp", marks=_slow),
+                                     pytest.param("diff2_digits_trojdiff_adversarial", marks=_slow)])
+def test_diff2_variant_configs_fine_tune(tmp_path, variant):
+  """Each variant's own part (trigger + fine-tuning loss) runs from its config; the evaluation they share
+  is covered end to end above. stop_after='finetune' stops after the export."""
+  import importlib
+  paths = _exports(tmp_path, 8, 1)
+  c = _shrink(importlib.import_module(f"configs.{variant}").get_config(), paths)
+  c.data.image_size, c.model.image_size = 8, 8
+  c.diff2.update(stop_after="finetune", patch_size=min(c.diff2.patch_size, 3))
+  wd = tmp_path / "wd"
+  assert run_diff2(c, str(wd)) is None
+  assert (wd / "finetune" / "export" / "params.safetensors").is_file() and not (wd / "report.json").exists()
+  rows = [json.loads(l) for l in open(wd / "finetune" / "metrics.jsonl")]
+  assert rows and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+
+
+def test_per_sampler_step_override():
+  from configs import diff2_digits
+  from jaxdiff.tasks.common import sampler_steps
+  c = diff2_digits.get_config()
+  assert sampler_steps(c.purify, "ddpm") == 4 and sampler_steps(c.purify, "ode") == 8
+  c.purify.update(num_steps=0)
+  c.purify.sampler_steps.ode = 0
+  assert sampler_steps(c.purify, "ode") is None  # every index from t̄
+
+
+def test_bad_trigger_scheme_combinations_fail_before_any_work(tmp_path):
+  from configs import diff2_digits_trojdiff_adversarial
+  c = diff2_digits_trojdiff_adversarial.get_config()
+  c.diff2.trigger = "warp"
+  with pytest.raises(ValueError, match="trigger='adversarial'"):
+    run_diff2(c, str(tmp_path / "wd"))
+  c.diff2.update(trigger="adversarial", scheme="badnets")
+  with pytest.raises(ValueError, match="scheme"):
+    run_diff2(c, str(tmp_path / "wd"))
+  assert not os.path.exists(tmp_path / "wd")
 
 
 def test_diff2_cifar_config_runs_first_steps_on_synthetic_data(tmp_path):
