@@ -63,7 +63,8 @@ def add_diff2(c, *, surrogates, alpha=0.05, targeted=False):
       surrogates=tuple(surrogates), trigger_steps=1000, trigger_lr=0.1, trigger_batch=256,
       lam=1.0, t_trunc=300, entangled=True, poison_rate=0.0,
       reverse_target="adversarial", reverse_eps=8 / 255, reverse_steps=10,
-      sweep_t_bar=(), transfer_classifiers=(),
+      sweep_t_bar=(), sweep_alpha=(), sweep_trigger_size=(),  # Figures 4, 5, 6 (α, size: one run per value)
+      transfer_classifiers=(),
       stop_after=""))              # "" (everything) | trigger | finetune
   c.train.update(use_ema=False)
   return c

@@ -23,7 +23,7 @@ def get_config():
                                        "/data/classifiers/vit_small"))
   c.optim.update(lr=2e-4, warmup_steps=0, grad_clip=1.0)
   c.train.update(num_steps=20 * 50_000 // 256, batch_size=256, log_every=50, checkpoint_every=500)
-  c.attack.update(pgd_steps=20, eot=1)
+  c.attack.update(pgd_steps=20, eot=20, autoattack=True, autoattack_version="rand")  # Table 2: PGD and AutoAttack
   c.eval.update(num_examples=512, stride=20, batch_size=64, robust_examples=512, grid_scale=4)
   c.purify.update(one_step=True)
   return c

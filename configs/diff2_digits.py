@@ -23,7 +23,7 @@ def get_config():
   c.diff2.update(trigger_steps=200, trigger_batch=128, transfer_classifiers=(), sweep_t_bar=(25, 75, 150))
   c.optim.update(lr=5e-4, warmup_steps=20, grad_clip=1.0)
   c.train.update(num_steps=300, batch_size=32, log_every=25, checkpoint_every=100)
-  c.attack.update(eps=0.1, pgd_steps=5, eot=1)
+  c.attack.update(eps=0.1, pgd_steps=5, eot=1, autoattack=False)  # AutoAttack: --config.attack.autoattack=True
   c.eval.update(num_examples=128, stride=2, batch_size=64, robust_examples=32, grid_scale=4)
   c.purify.update(one_step=True)
   return c

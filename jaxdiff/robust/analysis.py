@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import csv
-import io
 import os
 
 import numpy as np
 
 from jaxdiff.io import atomic_write
+from jaxdiff.report.plots import save_figure
 
 TSV_HEADER = ["idx", "label", "predict", "radius", "correct", "time", "count"]
 
@@ -45,11 +45,7 @@ def plot_certified(paths: dict, out_png, max_radius=None):
   ax.set_ylim(0, 1)
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png")
-  plt.close(fig)
-  atomic_write(out_png, buf.getvalue())
+  save_figure(fig, out_png)
 
 
 class TsvWriter:

@@ -7,25 +7,29 @@ certification) and WORKDIR/figure3.png.
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from jaxdiff import attacks
 from jaxdiff.attacks.diff2 import SCHEMES, InputSpecificTrigger, diff2_loss, optimize_trigger
 from jaxdiff.data import host_batches, make_source, prefetch
 from jaxdiff.data.triggers import corner_mask, make_trigger
-from jaxdiff.io import MetricWriter, atomic_write
+from jaxdiff.io import MetricWriter, atomic_write, write_json
 from jaxdiff.parallel import check_divisible, make_mesh
-from jaxdiff.report import markdown_table, save_grid, write_report
+from jaxdiff.report import markdown_table, plot_panels, save_grid, write_report
 from jaxdiff.robust import denoised_classifier, purify_pixels
 from jaxdiff.robust.analysis import certified_accuracy
 from jaxdiff.tasks.certify import certify_dataset
 from jaxdiff.tasks.common import eps_fn_of, export_model, fingerprint, load_model, sampler_steps
-from jaxdiff.train import Checkpointer, create_state, make_optimizer, make_train_step, train_loop
+from jaxdiff.tasks.purification import attack_batches
+from jaxdiff.train import (Checkpointer, IncompatibleCheckpointError, create_state, make_optimizer, make_train_step,
+                           train_loop)
 
 
 def _classifier(path):
@@ -62,12 +66,30 @@ def build_trigger(config, workdir, surrogates, src, mesh):
                       pattern=d.get("pattern", "checkerboard"))
 
 
+EVAL_ONLY = ("sweep_t_bar", "sweep_alpha", "sweep_trigger_size", "transfer_classifiers", "stop_after")
+
+
+def finetune_fingerprint(config):
+  """What φ* depends on: the diff2 block without its evaluation-only keys, the optimiser and the batch
+  (``train.num_steps`` may grow on resume). Stored with the checkpoints and the export."""
+  fp = json.loads(json.dumps(fingerprint(config, "diff2", "optim.name", "train.batch_size")))
+  fp["diff2"] = {k: v for k, v in fp["diff2"].items() if k not in EVAL_ONLY}
+  return fp
+
+
 def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
   """Backdoor fine-tuning of the benign denoiser (Alg. 1 l.4–8) through the shared train step."""
   d = config.diff2
   out = os.path.join(workdir, "finetune")
+  fp = finetune_fingerprint(config)
   if os.path.exists(os.path.join(out, "export", "meta.json")):
-    return load_model(os.path.join(out, "export"))[:2]
+    model, variables, meta = load_model(os.path.join(out, "export"))
+    if meta.get("finetune_fingerprint", fp) != fp:
+      diff = sorted(k for k in fp["diff2"] if meta["finetune_fingerprint"]["diff2"].get(k) != fp["diff2"][k])
+      raise IncompatibleCheckpointError(
+          f"{out}/export was fine-tuned with another configuration (differs in: {', '.join(diff) or 'optim/batch'}). "
+          "Use a fresh --workdir, or restore the original config.")
+    return model, variables
   check_divisible(config.train.batch_size, mesh)
   model, variables, meta = load_model(config.purify.denoiser)
   reverse_target = None
@@ -84,7 +106,7 @@ def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
   state = create_state(variables["params"], opt, config.seed)
   step = make_train_step(model.apply, loss, opt, mesh=mesh, ema_decay=config.train.ema_decay)
   ckpt = Checkpointer(os.path.join(out, "checkpoints"),
-                      fingerprint=fingerprint(config, "diff2", "optim.name", "train.batch_size"),
+                      fingerprint=fp,
                       max_to_keep=2, save_every=config.train.checkpoint_every)
   state = train_loop(state, step, src, mesh=mesh, workdir=out, num_steps=config.train.num_steps,
                      global_batch=config.train.batch_size, seed=config.seed, checkpointer=ckpt,
@@ -94,7 +116,7 @@ def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
   params = state.ema_params if config.train.get("use_ema", False) else state.params
   if int(state.step) == config.train.num_steps:
     export_model(os.path.join(out, "export"), "unet", meta["model"], {"params": params},
-                 {"diffusion": meta.get("diffusion"), "diff2": config.diff2.to_dict()})
+                 {"diffusion": meta.get("diffusion"), "diff2": config.diff2.to_dict(), "finetune_fingerprint": fp})
   return model, {"params": params}
 
 
@@ -112,6 +134,32 @@ def attack_success(pred, y, d):
     keep = y != d.target_class
     return float(np.mean(pred[keep] == d.target_class)) if keep.any() else 0.0
   return float(np.mean(pred != y))
+
+
+def robust_accuracy(config, logits_fn, pgd_fn, x, y, key, desc):
+  """Table 2: robust ACC of the stochastic ``logits_fn(x, key)`` (f∘φ, pixel space) on the first
+  ``eval.robust_examples`` inputs under PGD (``pgd_fn(x, y, key)``) and, with ``attack.autoattack``,
+  AutoAttack. ``robust_acc`` is the per-input worst case over the attacks run; each attack's own figure is
+  ``robust_acc_{pgd,autoattack}``. Empty when no attack is configured."""
+  a, e = config.attack, config.eval
+  n = min(len(x), e.robust_examples)
+  x, y = x[:n], y[:n]
+  run = {}
+  if a.pgd_steps:
+    run["pgd"] = pgd_fn
+  if a.get("autoattack"):
+    run["autoattack"] = lambda xb, yb, k: attacks.autoattack(
+        logits_fn, xb, yb, key=k, eps=a.eps, norm=a.norm, version=a.autoattack_version, steps=a.aa_steps,
+        n_target_classes=a.aa_targets, square_queries=a.aa_queries, eot_iter=a.eot, stochastic=True)
+  out, survived = {}, np.ones(n, bool)
+  for i, (name, fn) in enumerate(run.items()):
+    adv = attack_batches(fn, x, y, e.batch_size, jax.random.fold_in(key, 2 * i), f"{name} {desc}")
+    correct = _pred(logits_fn, adv, e.batch_size, jax.random.fold_in(key, 2 * i + 1)) == y
+    out[f"robust_acc_{name}"] = float(correct.mean())
+    survived &= correct
+  if run:
+    out["robust_acc"] = float(survived.mean())
+  return out
 
 
 def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
@@ -136,20 +184,15 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
     logits = jax.jit(lambda prm, z, k, steps, s=sampler: classify(pur(prm, z, k, s, steps=steps)),
                      static_argnums=3)
     pgd = jax.jit(lambda prm, xb, yb, k, s=sampler: attacks.pgd(
-        lambda z, kk: classify(pur(prm, z, kk, s)), xb, yb, key=k, eps=config.attack.eps,
+        lambda z, kk: classify(pur(prm, z, kk, s)), xb, yb, key=k, eps=config.attack.eps, norm=config.attack.norm,
         steps=config.attack.pgd_steps, eot=config.attack.eot, stochastic=True))
     for name, (_, variables) in denoisers.items():
       prm = variables["params"]
-      lf = lambda z, k: logits(prm, z, k, None)
+      lf = lambda z, k, prm=prm: logits(prm, z, k, None)
       res = {"clean_acc": float(np.mean(_pred(lf, x, e.batch_size, key) == y)),
              "asr": attack_success(_pred(lf, xr, e.batch_size, jax.random.fold_in(key, 1)), y, d)}
-      if config.attack.pgd_steps:
-        n_rob = min(len(x), e.robust_examples)
-        x_rob, y_rob = x[:n_rob], y[:n_rob]
-        adv = np.concatenate([np.asarray(pgd(prm, jnp.asarray(x_rob[i:i + e.batch_size]),
-                                             jnp.asarray(y_rob[i:i + e.batch_size]), jax.random.fold_in(key, 100 + i)))
-                              for i in range(0, n_rob, e.batch_size)])
-        res["robust_acc"] = float(np.mean(_pred(lf, adv, e.batch_size, jax.random.fold_in(key, 2)) == y_rob))
+      res.update(robust_accuracy(config, lf, lambda xb, yb, k, prm=prm: pgd(prm, xb, yb, k), x, y,
+                                 jax.random.fold_in(key, 2), f"f∘φ[{sampler}] {name}"))
       if p.get("one_step") and sampler == p.samplers[0]:  # Table 7: one-shot x̂0 from t̄ (any sampler)
         one = lambda z, k: logits(prm, z, k, 1)
         report.setdefault("one_step", {})[name] = {
@@ -168,7 +211,8 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
       lf_tb = jax.jit(lambda prm, z, k, tb=tb: classify(pur(prm, z, k, p.samplers[0], t_bar=tb)))
       for name, (_, variables) in denoisers.items():
         f = lambda z, k, prm=variables["params"]: lf_tb(prm, z, k)
-        sweep.setdefault(name, []).append(attack_success(_pred(f, xr, e.batch_size, key), y, d))
+        sweep.setdefault(name, {}).setdefault("asr", []).append(
+            attack_success(_pred(f, xr, e.batch_size, key), y, d))
     report["sweep_t_bar"] = sweep
   save_grid(None, os.path.join(workdir, "figure3.png"), rows=grid_rows, scale=e.get("grid_scale", 4))
   return report, xr
@@ -209,8 +253,70 @@ def check_diff2_config(d):
                      f"or 'blend', not {d.trigger!r}")
   if d.get("stop_after", "") not in ("", "trigger", "finetune"):
     raise ValueError(f"config.diff2.stop_after={d.stop_after!r}; use '', 'trigger' or 'finetune'")
+  if d.get("sweep_alpha") and (d.trigger in ("patch", "warp") or not all(0 < a <= 1 for a in d.sweep_alpha)):
+    raise ValueError(f"config.diff2.sweep_alpha={tuple(d.sweep_alpha)}: values in (0, 1], for the blending "
+                     f"triggers (adversarial, input_specific, blend), not {d.trigger!r}")
+  if d.get("sweep_trigger_size") and (d.trigger not in ("adversarial", "patch", "blend")
+                                      or not all(int(k) >= 1 for k in d.sweep_trigger_size)):
+    raise ValueError(f"config.diff2.sweep_trigger_size={tuple(d.sweep_trigger_size)}: patch sizes ≥ 1, for "
+                     f"trigger adversarial, patch or blend, not {d.trigger!r}")
   if d.scheme != "diff2" and d.poison_rate:
     raise ValueError("poisoning (diff2.poison_rate > 0) only applies to scheme='diff2'")
+
+
+SWEEPS = {"alpha": "figure5", "trigger_size": "figure6"}  # diff2.sweep_<name> → WORKDIR/<figure>.png
+
+
+def sweep_point_config(config, name, value):
+  """The config of one Figure-5/6 point: ``diff2.alpha`` = value, or a value×value trigger patch (full size
+  when value ≥ image size); evaluated with the first sampler only, no certification, no nested sweeps."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  if name == "alpha":
+    c.diff2.alpha = float(value)
+  elif name == "trigger_size":
+    c.diff2.patch_size = 0 if int(value) >= config.data.image_size else int(value)
+  else:
+    raise ValueError(f"unknown sweep {name!r}; use one of {tuple(SWEEPS)}")
+  c.diff2.update(sweep_alpha=(), sweep_trigger_size=(), sweep_t_bar=(), transfer_classifiers=(), stop_after="")
+  c.purify.update(samplers=(config.purify.samplers[0],), one_step=False)
+  c.certify.n = 0
+  return c
+
+
+def run_sweep(config, workdir, name, report):
+  """{name: [values], "benign"|"backdoored": {metric: [per value]}} for the first sampler. Each point runs
+  in WORKDIR/sweep_<name>/<name>=<value>/ (resumable like any run) and is not re-run while its report.json
+  and config.json match the point's config; the point equal to the main config reuses the main evaluation."""
+  values = list(config.diff2.get(f"sweep_{name}"))
+  s0 = config.purify.samplers[0]
+  current = config.diff2.alpha if name == "alpha" else (config.diff2.patch_size or config.data.image_size)
+  out = {name: values, "benign": {}, "backdoored": {}}
+  for v in values:
+    if v == current:
+      res = report["purification"][s0]
+    else:
+      sub_wd = os.path.join(workdir, f"sweep_{name}", f"{name}={v:g}")
+      point = sweep_point_config(config, name, v)
+      want = json.loads(point.to_json())
+      cfg_path, path = os.path.join(sub_wd, "config.json"), os.path.join(sub_wd, "report.json")
+      done = os.path.exists(path) and os.path.exists(cfg_path) and json.load(open(cfg_path)) == want
+      if done:
+        sub = json.load(open(path))
+      else:
+        write_json(cfg_path, want)
+        sub = run_diff2(point, sub_wd)
+      res = sub["purification"][s0]
+    for m in ("benign", "backdoored"):
+      for k, val in res[m].items():
+        out[m].setdefault(k, []).append(val)
+  return out
+
+
+def _plot_sweep(sweep, name, out_png, xlabel):
+  panels = {{"asr": "ASR", "clean_acc": "clean ACC", "robust_acc": "robust ACC"}[k]:
+            {"φ": sweep["benign"][k], "φ*": sweep["backdoored"][k]}
+            for k in ("asr", "clean_acc", "robust_acc") if k in sweep["benign"]}
+  plot_panels(sweep[name], panels, out_png, xlabel)
 
 
 def run_diff2(config, workdir):
@@ -258,6 +364,14 @@ def run_diff2(config, workdir):
   if transfer:
     report["transfer"] = transfer
   lap("transfer")
+  if "sweep_t_bar" in report:
+    _plot_sweep(report["sweep_t_bar"], "t_bar", os.path.join(workdir, "figure4.png"), "t̄")
+  for name, fig in SWEEPS.items():  # Figures 5–6: one sub-run (trigger, fine-tune, evaluation) per value
+    if config.diff2.get(f"sweep_{name}"):
+      write_report(workdir, report, report_markdown(config, report))  # a kill during the sweep loses nothing
+      report[f"sweep_{name}"] = run_sweep(config, workdir, name, report)
+      _plot_sweep(report[f"sweep_{name}"], name, os.path.join(workdir, f"{fig}.png"), name.replace("_", " "))
+  lap("sweeps")
   names = list(clock)  # wall seconds per stage (a resumed stage counts only its loading time)
   report["seconds"] = {b: round(clock[b] - clock[a], 1) for a, b in zip(names, names[1:])}
   write_report(workdir, report, report_markdown(config, report))
@@ -291,10 +405,15 @@ def report_markdown(config, r):
     rows = [[f"{m} / {k}"] + c[m][k] for m in ("benign", "backdoored") for k in ("clean", "trigger")]
     md += [f"\n## Table 6: certified ACC (σ = {c['sigma']}, N = {c['n']})\n",
            markdown_table(["model / inputs"] + [f"r = {x:g}" for x in c["radii"]], rows)]
-  if "sweep_t_bar" in r:
-    s = r["sweep_t_bar"]
-    md += ["\n## Figure 4: ASR against t̄\n",
-           markdown_table(["t̄"] + [str(t) for t in s["t_bar"]], [[k] + s[k] for k in ("benign", "backdoored")])]
+  titles = {"t_bar": "Figure 4 (figure4.png): ASR against t̄", "alpha": "Figure 5 (figure5.png): mixing weight α",
+            "trigger_size": "Figure 6 (figure6.png): trigger size (k×k patch, lower right)"}
+  for name, title in titles.items():
+    if f"sweep_{name}" in r:
+      s = r[f"sweep_{name}"]
+      rows = [[f"{k} {'φ' if m == 'benign' else 'φ*'}"] + s[m][k] for k in ("asr", "clean_acc", "robust_acc")
+              if k in s["benign"] for m in ("benign", "backdoored")]  # per-attack robust ACC: report.json
+      md += [f"\n## {title}, {config.purify.samplers[0]} purification\n",
+             markdown_table([name] + [f"{v:g}" for v in s[name]], rows)]
   if "seconds" in r:
     md.append("\nWall time per stage (s): " + ", ".join(f"{k} {v:g}" for k, v in r["seconds"].items()) + "\n")
   md.append("\nFigure 3 grid (figure3.png) rows: clean, trigger, diffused trigger at t̄, purified by φ, "

@@ -11,6 +11,7 @@ import pytest
 from jaxdiff.models import build_model, init_variables
 from jaxdiff.tasks.common import export_model
 from jaxdiff.tasks.diff2 import run_diff2
+from jaxdiff.train import IncompatibleCheckpointError
 
 
 def _exports(tmp, size, channels):
@@ -48,10 +49,16 @@ def _check_report(wd, samplers):
   assert set(r["purification"]) == set(samplers)
   for s in samplers:
     for m in ("benign", "backdoored"):
-      for k in ("clean_acc", "robust_acc", "asr"):
-        if k in r["purification"][s][m]:
-          assert 0.0 <= r["purification"][s][m][k] <= 1.0
-      assert "asr" in r["purification"][s][m] and "clean_acc" in r["purification"][s][m]
+      res = r["purification"][s][m]
+      for k in ("clean_acc", "robust_acc", "asr", "robust_acc_pgd", "robust_acc_autoattack"):
+        if k in res:
+          assert 0.0 <= res[k] <= 1.0
+      assert "asr" in res and "clean_acc" in res
+      # robust_acc is the per-input worst case over the attacks run
+      per_attack = [res[k] for k in ("robust_acc_pgd", "robust_acc_autoattack") if k in res]
+      assert ("robust_acc" in res) == bool(per_attack)
+      if per_attack:
+        assert res["robust_acc"] <= min(per_attack)
   c = r["certification"]
   assert isinstance(c["sigma"], float) and len(c["radii"]) >= 1
   for m in ("benign", "backdoored"):
@@ -71,6 +78,7 @@ def test_diff2_digits_tiny_end_to_end_and_resume(tmp_path):
   wd = str(tmp_path / "wd")
   r = run_diff2(c, wd)
   _check_report(wd, ("ddpm", "ode"))
+  assert os.path.getsize(os.path.join(wd, "figure4.png")) > 1000
   assert r["sweep_t_bar"]["t_bar"] == [10] and "transfer" in r and set(r["one_step"]) == {"benign", "backdoored"}
   from jaxdiff.robust.analysis import certified_accuracy, read_tsv
   for m in ("benign", "backdoored"):  # Table 6 comes from resumable CERTIFY TSVs, one per (model, inputs)
@@ -88,6 +96,9 @@ def test_diff2_digits_tiny_end_to_end_and_resume(tmp_path):
   run_diff2(c, wd)
   assert os.path.getmtime(os.path.join(wd, "trigger.npy")) == trig
   assert os.path.getmtime(os.path.join(wd, "finetune", "export", "params.safetensors")) == exp
+  c.diff2.lam = 2.0  # φ* was fine-tuned with λ = 1: refuse to reuse it silently
+  with pytest.raises(IncompatibleCheckpointError, match="lam"):
+    run_diff2(c, wd)
 
 
 def test_input_specific_variant_runs_end_to_end(tmp_path):
@@ -97,12 +108,24 @@ def test_input_specific_variant_runs_end_to_end(tmp_path):
   c.data.image_size, c.model.image_size = 8, 8
   c.purify.update(samplers=("ddim",), one_step=False)
   c.attack.pgd_steps = 0
-  c.diff2.update(sweep_t_bar=(), transfer_classifiers=(), input_specific_steps=2)
+  c.diff2.update(sweep_t_bar=(), transfer_classifiers=(), input_specific_steps=2,
+                 sweep_alpha=(0.1, c.diff2.alpha))  # Figure 5: α = 0.1 is one more run, the other is this one
   c.certify.n = 0
-  run_diff2(c, str(tmp_path / "wd"))
-  r = json.load(open(tmp_path / "wd" / "report.json"))
+  wd = tmp_path / "wd"
+  r = run_diff2(c, str(wd))
+  assert r == json.load(open(wd / "report.json"))
   assert 0 <= r["purification"]["ddim"]["backdoored"]["asr"] <= 1
-  assert not os.path.exists(tmp_path / "wd" / "trigger.npy")  # no universal trigger
+  assert not os.path.exists(wd / "trigger.npy")  # no universal trigger
+  s = r["sweep_alpha"]
+  assert s["alpha"] == [0.1, c.diff2.alpha] and len(s["backdoored"]["asr"]) == len(s["benign"]["clean_acc"]) == 2
+  assert s["backdoored"]["asr"][1] == r["purification"]["ddim"]["backdoored"]["asr"]
+  sub_wd = wd / "sweep_alpha" / "alpha=0.1"
+  sub = json.load(open(sub_wd / "report.json"))
+  assert list(sub["purification"]) == ["ddim"] and "certification" not in sub and "sweep_alpha" not in sub
+  assert s["benign"]["asr"][0] == sub["purification"]["ddim"]["benign"]["asr"]
+  meta = json.load(open(sub_wd / "finetune" / "export" / "meta.json"))
+  assert meta["diff2"]["alpha"] == 0.1 and meta["diff2"]["trigger"] == "input_specific"
+  assert os.path.getsize(wd / "figure5.png") > 1000 and "Figure 5" in open(wd / "report.md").read()
 
 
 _slow = pytest.mark.slow  # same code path as a fast-tier variant; only the trigger or target formula differs
@@ -125,6 +148,62 @@ def test_diff2_variant_configs_fine_tune(tmp_path, variant):
   assert (wd / "finetune" / "export" / "params.safetensors").is_file() and not (wd / "report.json").exists()
   rows = [json.loads(l) for l in open(wd / "finetune" / "metrics.jsonl")]
   assert rows and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+
+
+def test_sweep_points_and_reuse_of_finished_points(tmp_path, monkeypatch):
+  """Figure 5/6 sweeps: each point's config, reuse of the main run's point and of finished sub-runs
+  (a stored report with another sampler is re-evaluated, here caught by a sentinel)."""
+  from configs import diff2_digits_figures
+  from jaxdiff.tasks import diff2
+  c = diff2_digits_figures.get_config()
+  p = diff2.sweep_point_config(c, "trigger_size", 8)
+  assert p.diff2.patch_size == 8 and p.diff2.alpha == c.diff2.alpha and p.certify.n == 0
+  assert diff2.sweep_point_config(c, "trigger_size", 16).diff2.patch_size == 0  # full size
+  p = diff2.sweep_point_config(c, "alpha", 0.3)
+  assert p.diff2.alpha == 0.3 and p.diff2.sweep_alpha == () and p.diff2.sweep_trigger_size == ()
+  assert p.purify.samplers == ("ddpm",) and c.diff2.sweep_alpha == (0.1, 0.2, 0.3)  # the main config is untouched
+  main = {"purification": {"ddpm": {m: {"asr": 0.5, "clean_acc": 0.9} for m in ("benign", "backdoored")}}}
+  for v, asr in ((0.1, 0.25), (0.3, 0.75)):  # finished points: report.json + the point's config.json
+    d = tmp_path / "sweep_alpha" / f"alpha={v:g}"
+    d.mkdir(parents=True)
+    json.dump({"purification": {"ddpm": {m: {"asr": asr, "clean_acc": 1.0} for m in ("benign", "backdoored")}}},
+              open(d / "report.json", "w"))
+    (d / "config.json").write_text(diff2.sweep_point_config(c, "alpha", v).to_json())
+  s = diff2.run_sweep(c, str(tmp_path), "alpha", main)
+  assert s == {"alpha": [0.1, 0.2, 0.3], "benign": {"asr": [0.25, 0.5, 0.75], "clean_acc": [1.0, 0.9, 1.0]},
+               "backdoored": {"asr": [0.25, 0.5, 0.75], "clean_acc": [1.0, 0.9, 1.0]}}
+  c.purify.samplers = ("ddim",)  # another config: both points run again
+  main["purification"]["ddim"] = main["purification"]["ddpm"]
+  calls = []
+  monkeypatch.setattr(diff2, "run_diff2", lambda cfg, wd: calls.append((cfg.diff2.alpha, cfg.purify.samplers)) or {
+      "purification": {"ddim": main["purification"]["ddpm"]}})
+  diff2.run_sweep(c, str(tmp_path), "alpha", main)
+  assert calls == [(0.1, ("ddim",)), (0.3, ("ddim",))]
+  assert json.load(open(tmp_path / "sweep_alpha" / "alpha=0.1" / "config.json"))["purify"]["samplers"] == ["ddim"]
+
+
+def test_finetune_fingerprint_ignores_evaluation_only_keys():
+  from configs import diff2_digits
+  from jaxdiff.tasks.diff2 import finetune_fingerprint
+  c = diff2_digits.get_config()
+  fp = finetune_fingerprint(c)
+  c.diff2.update(sweep_t_bar=(), sweep_alpha=(0.1,), transfer_classifiers=("x",), stop_after="finetune")
+  assert finetune_fingerprint(c) == fp
+  c.diff2.lam = 2.0
+  assert finetune_fingerprint(c) != fp
+
+
+def test_sweep_values_are_checked():
+  from configs import diff2_digits_figures, diff2_digits_warp
+  from jaxdiff.tasks.diff2 import check_diff2_config
+  c = diff2_digits_figures.get_config()
+  c.diff2.sweep_alpha = (0.1, 1.5)
+  with pytest.raises(ValueError, match="sweep_alpha"):
+    check_diff2_config(c.diff2)
+  w = diff2_digits_warp.get_config()
+  w.diff2.sweep_trigger_size = (4,)
+  with pytest.raises(ValueError, match="sweep_trigger_size"):
+    check_diff2_config(w.diff2)
 
 
 def test_per_sampler_step_override():
@@ -156,7 +235,11 @@ def test_diff2_cifar_config_runs_first_steps_on_synthetic_data(tmp_path):
   c.data.update(name="synthetic", image_size=32, num_examples=64)
   c.purify.update(samplers=("ddpm",), one_step=False)
   c.diff2.update(sweep_t_bar=(), transfer_classifiers=())
+  assert c.attack.autoattack and c.attack.eot == 20  # Table 2 under PGD and AutoAttack-rand (EOT 20)
+  c.attack.update(aa_steps=2, eot=1, pgd_steps=0)  # PGD is covered on digits; one attack compile here
   wd = str(tmp_path / "wd")
   run_diff2(c, wd)
-  _check_report(wd, ("ddpm",))
+  r = _check_report(wd, ("ddpm",))
+  res = r["purification"]["ddpm"]["backdoored"]
+  assert "robust_acc_autoattack" in res and res["robust_acc"] == res["robust_acc_autoattack"]
   assert c.diff2.alpha == 0.05 and c.diff2.t_trunc == 300 and c.optim.lr == 2e-4 and c.purify.t_bar == 75
