@@ -21,3 +21,25 @@ def tiny_ddpm_config(num_steps=6):
   c.train.update(num_steps=num_steps, batch_size=16, log_every=2, checkpoint_every=2, sample_every=0,
                  num_samples=4, sample_steps=3)
   return c
+
+
+def tiny_exports(tmp, size, channels):
+  """Random-weight exports in tmp: [U-Net, CNN 0, CNN 1] paths (size×size×channels images)."""
+  import jax
+  import ml_collections
+  from jaxdiff.models import build_model, init_variables
+  from jaxdiff.tasks.common import export_model
+  ucfg = ml_collections.ConfigDict(dict(
+      name="unet", image_size=size, in_channels=channels, base_channels=8, channel_mults=(1, 2),
+      attention_resolutions=(size // 2,), layers_per_block=1, norm_num_groups=4, dropout=0.0, dtype="float32"))
+  unet = build_model(ucfg)
+  export_model(str(tmp / "unet"), "unet", ucfg, init_variables(unet, ucfg, jax.random.key(0)),
+               {"diffusion": {"schedule": "linear", "num_timesteps": 1000}})
+  paths = [str(tmp / "unet")]
+  for i in range(2):
+    ccfg = ml_collections.ConfigDict(dict(name="cnn", image_size=size, in_channels=channels, num_classes=10,
+                                          widths=(4,), dtype="float32"))
+    clf = build_model(ccfg)
+    export_model(str(tmp / f"cnn{i}"), "classifier", ccfg, init_variables(clf, ccfg, jax.random.key(i)))
+    paths.append(str(tmp / f"cnn{i}"))
+  return paths

@@ -9,11 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.data import make_source
 from jaxdiff.report import progress, write_report
 from jaxdiff.robust import certify, denoised_classifier
 from jaxdiff.robust.analysis import TsvWriter, certified_accuracy, certified_table, plot_certified
-from jaxdiff.tasks.purification import load_classifier_fn, load_denoiser
+from jaxdiff.tasks.purification import eval_subset, load_classifier_fn, load_denoiser
 
 
 def certify_dataset(base, x, y, idx, tsv_path, *, key, sigma, num_classes, n0, n, alpha, batch_size,
@@ -44,10 +43,8 @@ def certify_dataset(base, x, y, idx, tsv_path, *, key, sigma, num_classes, n0, n
 def run_certify(config, workdir):
   classify, _ = load_classifier_fn(config.classifier.path)
   eps_fn, schedule = load_denoiser(config.purify)
-  src = make_source(config.data, "test")
   c = config.certify
-  idx = np.arange(0, len(src), config.eval.stride)[:config.eval.num_examples]
-  x, y = src.get(idx)
+  x, y, idx = eval_subset(config)
   key = jax.random.key(config.seed)
   paths = {}
   for sigma in c.sigmas:

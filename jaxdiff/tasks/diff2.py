@@ -26,15 +26,17 @@ from jaxdiff.report import markdown_table, plot_panels, save_grid, write_report
 from jaxdiff.robust import denoised_classifier, purify_pixels
 from jaxdiff.robust.analysis import certified_accuracy
 from jaxdiff.tasks.certify import certify_dataset
-from jaxdiff.tasks.common import eps_fn_of, export_model, fingerprint, load_model, sampler_steps
-from jaxdiff.tasks.purification import attack_batches
+from jaxdiff.tasks.common import (eps_fn_of, export_model, fingerprint, load_model, sampler_steps,
+                                  schedule_from_config)
+from jaxdiff.tasks.purification import (accuracy, attack_batches, autoattack_fn, eval_subset, load_classifier_fn,
+                                        predictions)
 from jaxdiff.train import (Checkpointer, IncompatibleCheckpointError, create_state, make_optimizer, make_train_step,
                            train_loop)
 
 
 def _classifier(path):
-  model, variables, meta = load_model(path)
-  return jax.jit(lambda x: model.apply(variables, x, train=False)), meta
+  classify, meta = load_classifier_fn(path)
+  return jax.jit(classify), meta
 
 
 def build_trigger(config, workdir, surrogates, src, mesh):
@@ -120,14 +122,6 @@ def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
   return model, {"params": params}
 
 
-def _pred(logits_fn, x, bs, key=None):
-  out = []
-  for i in range(0, len(x), bs):
-    xb = jnp.asarray(x[i:i + bs])
-    out.append(np.asarray(jnp.argmax(logits_fn(xb) if key is None else logits_fn(xb, jax.random.fold_in(key, i)), -1)))
-  return np.concatenate(out)
-
-
 def attack_success(pred, y, d):
   """ASR: misclassified (untargeted) or classified as y* (targeted, over inputs with y ≠ y*)."""
   if d.targeted:
@@ -148,13 +142,11 @@ def robust_accuracy(config, logits_fn, pgd_fn, x, y, key, desc):
   if a.pgd_steps:
     run["pgd"] = pgd_fn
   if a.get("autoattack"):
-    run["autoattack"] = lambda xb, yb, k: attacks.autoattack(
-        logits_fn, xb, yb, key=k, eps=a.eps, norm=a.norm, version=a.autoattack_version, steps=a.aa_steps,
-        n_target_classes=a.aa_targets, square_queries=a.aa_queries, eot_iter=a.eot, stochastic=True)
+    run["autoattack"] = autoattack_fn(logits_fn, a)
   out, survived = {}, np.ones(n, bool)
   for i, (name, fn) in enumerate(run.items()):
     adv = attack_batches(fn, x, y, e.batch_size, jax.random.fold_in(key, 2 * i), f"{name} {desc}")
-    correct = _pred(logits_fn, adv, e.batch_size, jax.random.fold_in(key, 2 * i + 1)) == y
+    correct = predictions(logits_fn, adv, e.batch_size, jax.random.fold_in(key, 2 * i + 1)) == y
     out[f"robust_acc_{name}"] = float(correct.mean())
     survived &= correct
   if run:
@@ -169,8 +161,8 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
   key = jax.random.key(config.seed + 11)
   xr = np.asarray(jax.jit(trigger.apply)(jnp.asarray(x)))
   report = {"attack": "targeted" if d.targeted else "untargeted", "purification": {},
-            "no_purifier": {"clean_acc": float(np.mean(_pred(classify, x, e.batch_size) == y)),
-                            "asr": attack_success(_pred(classify, xr, e.batch_size), y, d)}}
+            "no_purifier": {"clean_acc": accuracy(classify, x, y, e.batch_size),
+                            "asr": attack_success(predictions(classify, xr, e.batch_size), y, d)}}
   model = denoisers["benign"][0]
   n_grid = min(8, len(x))
   grid_rows = [x[:n_grid], xr[:n_grid]]
@@ -189,15 +181,15 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
     for name, (_, variables) in denoisers.items():
       prm = variables["params"]
       lf = lambda z, k, prm=prm: logits(prm, z, k, None)
-      res = {"clean_acc": float(np.mean(_pred(lf, x, e.batch_size, key) == y)),
-             "asr": attack_success(_pred(lf, xr, e.batch_size, jax.random.fold_in(key, 1)), y, d)}
+      res = {"clean_acc": accuracy(lf, x, y, e.batch_size, key),
+             "asr": attack_success(predictions(lf, xr, e.batch_size, jax.random.fold_in(key, 1)), y, d)}
       res.update(robust_accuracy(config, lf, lambda xb, yb, k, prm=prm: pgd(prm, xb, yb, k), x, y,
                                  jax.random.fold_in(key, 2), f"f∘φ[{sampler}] {name}"))
       if p.get("one_step") and sampler == p.samplers[0]:  # Table 7: one-shot x̂0 from t̄ (any sampler)
         one = lambda z, k: logits(prm, z, k, 1)
         report.setdefault("one_step", {})[name] = {
-            "clean_acc": float(np.mean(_pred(one, x, e.batch_size, key) == y)),
-            "asr": attack_success(_pred(one, xr, e.batch_size, key), y, d)}
+            "clean_acc": accuracy(one, x, y, e.batch_size, key),
+            "asr": attack_success(predictions(one, xr, e.batch_size, key), y, d)}
       report["purification"][sampler][name] = res
       if sampler == p.samplers[0]:
         if name == "benign":
@@ -212,7 +204,7 @@ def evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y):
       for name, (_, variables) in denoisers.items():
         f = lambda z, k, prm=variables["params"]: lf_tb(prm, z, k)
         sweep.setdefault(name, {}).setdefault("asr", []).append(
-            attack_success(_pred(f, xr, e.batch_size, key), y, d))
+            attack_success(predictions(f, xr, e.batch_size, key), y, d))
     report["sweep_t_bar"] = sweep
   save_grid(None, os.path.join(workdir, "figure3.png"), rows=grid_rows, scale=e.get("grid_scale", 4))
   return report, xr
@@ -325,7 +317,6 @@ def run_diff2(config, workdir):
   classify, _ = _classifier(config.classifier.path)
   surrogates = [_classifier(pth)[0] for pth in config.diff2.surrogates]
   src = make_source(config.data, "train")
-  from jaxdiff.tasks.common import schedule_from_config
   schedule = schedule_from_config(config.purify.diffusion)
   clock = {"start": time.time()}
   lap = lambda name: clock.__setitem__(name, time.time())
@@ -339,9 +330,7 @@ def run_diff2(config, workdir):
   if stop_after == "finetune":  # e.g. build φ* on an accelerator, evaluate it elsewhere later
     return None
   benign = load_model(config.purify.denoiser)[:2]
-  test = make_source(config.data, "test")
-  idx = np.arange(0, len(test), config.eval.stride)[:config.eval.num_examples]
-  x, y = test.get(idx)
+  x, y, idx = eval_subset(config)
   denoisers = {"benign": benign, "backdoored": backdoored}
   report, xr = evaluate(config, workdir, trigger, classify, denoisers, schedule, x, y)
   lap("evaluate")
@@ -358,8 +347,8 @@ def run_diff2(config, workdir):
                                                        sampler=s0, num_steps=sampler_steps(config.purify, s0))))
     for name, (_, variables) in denoisers.items():
       lf = lambda z, k, prm=variables["params"]: lf_p(prm, z, k)
-      transfer[pth][name] = {"clean_acc": float(np.mean(_pred(lf, x, config.eval.batch_size, jax.random.key(1)) == y)),
-                             "asr": attack_success(_pred(lf, xr, config.eval.batch_size, jax.random.key(2)), y,
+      transfer[pth][name] = {"clean_acc": accuracy(lf, x, y, config.eval.batch_size, jax.random.key(1)),
+                             "asr": attack_success(predictions(lf, xr, config.eval.batch_size, jax.random.key(2)), y,
                                                    config.diff2)}
   if transfer:
     report["transfer"] = transfer

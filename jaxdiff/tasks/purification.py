@@ -1,7 +1,6 @@
 """Task ``purification``: clean and robust accuracy of f and f∘φ (DiffPure) under PGD and AutoAttack."""
 from __future__ import annotations
 
-import functools
 import os
 
 import jax
@@ -27,10 +26,11 @@ def load_denoiser(cfg):
 
 
 def eval_subset(config):
+  """(x, y, idx): every ``eval.stride``-th test image, the first ``eval.num_examples`` of them (pixel space)."""
   src = make_source(config.data, "test")
-  n, stride = config.eval.num_examples, config.eval.get("stride", 1)
-  idx = np.arange(0, len(src), stride)[:n]
-  return src.get(idx)
+  idx = np.arange(0, len(src), config.eval.get("stride", 1))[:config.eval.num_examples]
+  x, y = src.get(idx)
+  return x, y, idx
 
 
 def purification_logits(classify, eps_fn, schedule, p, sampler):
@@ -38,13 +38,25 @@ def purification_logits(classify, eps_fn, schedule, p, sampler):
                             num_steps=sampler_steps(p, sampler), gradient=p.gradient, remat=p.remat)
 
 
-def accuracy(logits_fn, x, y, batch, key=None):
-  correct = 0
+def predictions(logits_fn, x, batch, key=None):
+  """argmax labels [N] of ``logits_fn(x)`` (or ``logits_fn(x, fold_in(key, i))`` for a stochastic one,
+  i the batch's first row) over ``x`` in batches."""
+  out = []
   for i in range(0, len(x), batch):
     xb = jnp.asarray(x[i:i + batch])
-    lg = logits_fn(xb) if key is None else logits_fn(xb, jax.random.fold_in(key, i))
-    correct += int(jnp.sum(jnp.argmax(lg, -1) == jnp.asarray(y[i:i + batch])))
-  return correct / len(x)
+    out.append(np.asarray(jnp.argmax(logits_fn(xb) if key is None else logits_fn(xb, jax.random.fold_in(key, i)), -1)))
+  return np.concatenate(out)
+
+
+def accuracy(logits_fn, x, y, batch, key=None):
+  return float(np.mean(predictions(logits_fn, x, batch, key) == np.asarray(y)))
+
+
+def autoattack_fn(logits_fn, a, stochastic=True):
+  """``fn(x, y, key) -> x_adv``: AutoAttack on ``logits_fn`` with the settings of ``config.attack`` (``a``)."""
+  return lambda xb, yb, k: attacks.autoattack(
+      logits_fn, xb, yb, key=k, eps=a.eps, norm=a.norm, version=a.autoattack_version, steps=a.aa_steps,
+      n_target_classes=a.aa_targets, square_queries=a.aa_queries, eot_iter=a.eot, stochastic=stochastic)
 
 
 def attack_batches(fn, x, y, batch, key, desc):
@@ -61,7 +73,7 @@ def run_purification(config, workdir):
   classify, _ = load_classifier_fn(config.classifier.path)
   classify = jax.jit(classify)
   eps_fn, schedule = load_denoiser(config.purify)
-  x, y = eval_subset(config)
+  x, y, _ = eval_subset(config)
   a, p, bs = config.attack, config.purify, config.eval.batch_size
   key = jax.random.key(config.seed)
   report = {"num_examples": int(len(x)), "t_bar": p.t_bar, "eps": a.eps, "norm": a.norm,
@@ -79,11 +91,7 @@ def run_purification(config, workdir):
     x_pgd = attack_batches(pgd, x, y, bs, jax.random.fold_in(key, 2), f"pgd f∘φ[{sampler}]")
     res["pgd_acc"] = accuracy(lf_j, x_pgd, y, bs, jax.random.fold_in(key, 3))
     if a.autoattack:
-      aa = functools.partial(attacks.autoattack, lf, eps=a.eps, norm=a.norm, version=a.autoattack_version,
-                             steps=a.aa_steps, n_target_classes=a.aa_targets, square_queries=a.aa_queries,
-                             eot_iter=a.eot, stochastic=True)
-      x_aa = attack_batches(lambda xb, yb, k: aa(xb, yb, key=k), x, y, bs, jax.random.fold_in(key, 4),
-                            f"autoattack f∘φ[{sampler}]")
+      x_aa = attack_batches(autoattack_fn(lf, a), x, y, bs, jax.random.fold_in(key, 4), f"autoattack f∘φ[{sampler}]")
       res["autoattack_acc"] = accuracy(lf_j, x_aa, y, bs, jax.random.fold_in(key, 5))
     report["purification"][sampler] = res
     rows.append([f"f∘φ ({sampler})", sampler_steps(p, sampler) or p.t_bar, res["clean_acc"], res["pgd_acc"],

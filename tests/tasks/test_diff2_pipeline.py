@@ -2,33 +2,12 @@
 import json
 import os
 
-import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from jaxdiff.models import build_model, init_variables
-from jaxdiff.tasks.common import export_model
+from conftest import tiny_exports as _exports
 from jaxdiff.tasks.diff2 import run_diff2
 from jaxdiff.train import IncompatibleCheckpointError
-
-
-def _exports(tmp, size, channels):
-  ucfg = ml_collections.ConfigDict(dict(
-      name="unet", image_size=size, in_channels=channels, base_channels=8, channel_mults=(1, 2),
-      attention_resolutions=(size // 2,), layers_per_block=1, norm_num_groups=4, dropout=0.0, dtype="float32"))
-  unet = build_model(ucfg)
-  export_model(str(tmp / "unet"), "unet", ucfg, init_variables(unet, ucfg, jax.random.key(0)),
-               {"diffusion": {"schedule": "linear", "num_timesteps": 1000}})
-  paths = [str(tmp / "unet")]
-  for i in range(2):
-    ccfg = ml_collections.ConfigDict(dict(name="cnn", image_size=size, in_channels=channels, num_classes=10,
-                                          widths=(4,), dtype="float32"))
-    clf = build_model(ccfg)
-    export_model(str(tmp / f"cnn{i}"), "classifier", ccfg, init_variables(clf, ccfg, jax.random.key(i)))
-    paths.append(str(tmp / f"cnn{i}"))
-  return paths
 
 
 def _shrink(c, paths):
