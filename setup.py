@@ -11,10 +11,11 @@ setup(
     install_requires=[
         "jax>=0.7", "flax>=0.10", "optax>=0.2.4", "orbax-checkpoint>=0.11", "tensorflow-datasets>=4.9.7",
         "chex>=0.1.88", "ml_collections>=1.0", "numpy", "scipy", "scikit-learn", "safetensors",
-        "absl-py", "pillow", "matplotlib", "tqdm",
+        "absl-py", "pillow", "matplotlib", "tqdm", "dm-pix",
     ],
     extras_require={
         # torch pinned to the CPU build available offline; diffusers/safetensors for parity tests.
-        "test": ["pytest", "torch==2.13.0", "diffusers", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "pytest-xdist", "import-linter", "torch==2.13.0", "diffusers", "nbclient", "nbformat",
+                 "ipykernel", "scikit-image"],
     },
 )

@@ -13,14 +13,13 @@ from configs import default
 def get_config():
   c = default.get_config()
   c.task = "diff2"
-  default.add_evaluation(c, denoiser="/data/ddpm-cifar10-32", classifier="/data/classifiers/resnet50",
+  default.add_evaluation(c, denoiser="", classifier="",  # required: see the docstring
                          samplers=("ddpm", "ddim", "sde", "ode"), t_bar=75)
   default.add_certification(c, sigmas=(0.5,), n=10_000, n0=100)
   c.certify.update(radii=(0.5, 1.0), num_images=500)
-  default.add_diff2(c, surrogates=("/data/classifiers/resnet18",))
+  default.add_diff2(c, surrogates=())  # required: --config.diff2.surrogates="('DIR/resnet18',)"
   c.diff2.update(trigger_steps=1000, sweep_t_bar=(25, 50, 75, 100, 125),
-                 transfer_classifiers=("/data/classifiers/densenet121", "/data/classifiers/dla34",
-                                       "/data/classifiers/vit_small"))
+                 transfer_classifiers=())  # Table 3: --config.diff2.transfer_classifiers="('DIR/densenet121', ...)"
   c.optim.update(lr=2e-4, warmup_steps=0, grad_clip=1.0)
   c.train.update(num_steps=20 * 50_000 // 256, batch_size=256, log_every=50, checkpoint_every=500)
   c.attack.update(pgd_steps=20, eot=20, autoattack=True, autoattack_version="rand")  # Table 2: PGD and AutoAttack

@@ -9,7 +9,7 @@ from configs import default
 def get_config():
   c = default.get_config()
   c.task = "purification"
-  default.add_evaluation(c, denoiser="/data/ddpm-cifar10-32", classifier="/data/classifiers/resnet50",
+  default.add_evaluation(c, denoiser="", classifier="",  # required: see the docstring
                          samplers=("ddpm",), t_bar=75)
   c.attack.update(eot=20)
   c.eval.update(num_examples=512, stride=20, batch_size=64)

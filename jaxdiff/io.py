@@ -1,4 +1,9 @@
-"""Atomic files, parameter export (safetensors + JSON), and the metrics writer."""
+"""Atomic files, JSON, and the metrics writer (console, metrics.jsonl, TensorBoard).
+
+One writer per multi-process run: every file jaxdiff writes goes through ``atomic_write`` or an append
+guarded by ``is_writer()``, so only process 0 writes (metrics, reports, TSVs, grids, exports, triggers);
+the other processes compute the same results and write nothing. Orbax writes checkpoints for all of them.
+"""
 from __future__ import annotations
 
 import json
@@ -10,8 +15,16 @@ import jax
 import numpy as np
 
 
+def is_writer():
+  """True on the one process that writes files: process 0 (the only one in a single-process run)."""
+  return jax.process_index() == 0
+
+
 def atomic_write(path, data: bytes | str):
-  """Writes ``data`` to ``path`` via a temporary file and rename: readers never see half a file."""
+  """Writes ``data`` to ``path`` via a temporary file and rename: readers never see half a file. A no-op on
+  processes other than the writer."""
+  if not is_writer():
+    return
   path = os.fspath(path)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
@@ -40,42 +53,6 @@ def _jsonable(o):
   return o
 
 
-def flatten_params(tree) -> dict:
-  return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
-          for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def unflatten_params(flat: dict) -> dict:
-  out = {}
-  for key, v in flat.items():
-    node = out
-    *parents, leaf = key.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = v
-  return out
-
-
-def save_params(directory, params, meta: dict):
-  """Exports a parameter tree as ``params.safetensors`` (no pickle) and ``meta.json``."""
-  from safetensors.numpy import save
-  flat = {k: np.ascontiguousarray(v, np.float32) for k, v in flatten_params(params).items()}
-  atomic_write(os.path.join(directory, "params.safetensors"), save(flat))
-  write_json(os.path.join(directory, "meta.json"), meta)
-
-
-def load_params(directory):
-  """Reads an export of ``save_params`` → (meta dict, params tree of jnp arrays)."""
-  from safetensors.numpy import load_file
-  import jax.numpy as jnp
-  st, mj = os.path.join(directory, "params.safetensors"), os.path.join(directory, "meta.json")
-  if not (os.path.isfile(st) and os.path.isfile(mj)):
-    raise FileNotFoundError(f"{directory!r} is not a jaxdiff export (needs params.safetensors and meta.json)")
-  with open(mj) as f:
-    meta = json.load(f)
-  return meta, jax.tree_util.tree_map(jnp.asarray, unflatten_params(load_file(st)))
-
-
 def _tensorboard_writer(logdir):
   """A SummaryWriter when tensorboardX or torch's TensorBoard support is installed, else None."""
   for mod in ("tensorboardX", "torch.utils.tensorboard"):
@@ -88,12 +65,17 @@ def _tensorboard_writer(logdir):
 
 class MetricWriter:
   """Metrics to the console, ``WORKDIR/metrics.jsonl`` (one JSON object per line, flushed) and
-  TensorBoard (WORKDIR/tensorboard) when a SummaryWriter is installed."""
+  TensorBoard (WORKDIR/tensorboard) when a SummaryWriter is installed. Silent on processes other than the
+  writer (each line once in a multi-process run)."""
 
   def __init__(self, workdir, resume_step=None, console=True):
-    os.makedirs(workdir, exist_ok=True)
+    self.active = is_writer()
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.console = console
+    self.tb = None
+    if not self.active:
+      return
+    os.makedirs(workdir, exist_ok=True)
     self.tb = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
     if resume_step is not None and os.path.exists(self.path):  # drop lines a killed run wrote later
       with open(self.path) as f:
@@ -101,6 +83,8 @@ class MetricWriter:
       atomic_write(self.path, "".join(keep))
 
   def write(self, step, metrics: dict, prefix=""):
+    if not self.active:
+      return
     row = {"step": int(step), **{prefix + k: _jsonable(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")

@@ -1,24 +1,73 @@
 """Device mesh and multi-host start-up. One code path for 1 and N devices: a 1-D 'data' mesh."""
+import contextlib
 import os
+import sys
+import threading
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxdiff.errors import ConfigError
 
-def maybe_initialize_distributed():
+_DIST_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def maybe_initialize_distributed(timeout_s=None):
   """Calls ``jax.distributed.initialize`` when the environment describes a multi-host job.
 
-  Triggered by JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES, JAX_PROCESS_ID) or by a cluster that
-  JAX auto-detects (TPU pods, SLURM) when JAXDIFF_DISTRIBUTED=1.
+  Triggered by JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID, all three checked) or by a
+  cluster that JAX auto-detects (TPU pods, SLURM) when JAXDIFF_DISTRIBUTED=1. Waiting for the other processes
+  times out after ``timeout_s`` (JAXDIFF_INIT_TIMEOUT, default 300 s) with a message saying who is missing.
   """
+  timeout_s = int(timeout_s or os.environ.get("JAXDIFF_INIT_TIMEOUT", 300))
   if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    jax.distributed.initialize(
-        coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-        process_id=int(os.environ["JAX_PROCESS_ID"]))
+    missing = [v for v in _DIST_VARS if not os.environ.get(v)]
+    if missing:
+      raise ConfigError(f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not: set all of "
+                        f"{', '.join(_DIST_VARS)} (JAX_PROCESS_ID = 0 … JAX_NUM_PROCESSES − 1), or none")
+    try:
+      n, pid = int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"])
+    except ValueError as e:
+      raise ConfigError(f"JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers ({e})") from e
+    if not (n >= 1 and 0 <= pid < n):
+      raise ConfigError(f"JAX_PROCESS_ID={pid} must be in [0, JAX_NUM_PROCESSES={n})")
+    others = ", ".join(str(i) for i in range(n) if i != pid)
+    message = (f"process {pid} waited {timeout_s} s for the other {n - 1} process(es) of JAX_COORDINATOR_ADDRESS="
+               f"{os.environ['JAX_COORDINATOR_ADDRESS']}: start them with the same command and JAX_PROCESS_ID={others}")
+    with _watchdog(timeout_s, message):  # XLA aborts the process on its own deadline: ours comes first
+      jax.distributed.initialize(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"], num_processes=n,
+                                 process_id=pid, initialization_timeout=timeout_s + 60)
   elif os.environ.get("JAXDIFF_DISTRIBUTED") == "1":
-    jax.distributed.initialize()
+    jax.distributed.initialize(initialization_timeout=timeout_s)
+
+
+def barrier(name):
+  """Waits until every process reaches ``name`` (multi-process runs only; a no-op otherwise). Used after the
+  writer changed files that every process then reads (a resumed TSV, a replaced result)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def _watchdog(seconds, message):
+  """Ends the process with exit status 2 and ``message`` on stderr if the block runs longer than ``seconds``
+  (jax.distributed.initialize cannot be interrupted: on its own deadline XLA aborts with a stack dump)."""
+  done = threading.Event()
+
+  def watch():
+    if not done.wait(seconds):
+      sys.stderr.write(f"error: {message}\n")
+      sys.stderr.flush()
+      os._exit(2)
+
+  threading.Thread(target=watch, daemon=True).start()
+  try:
+    yield
+  finally:
+    done.set()
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -38,5 +87,4 @@ def batch_sharded(mesh):
 def check_divisible(batch_size, mesh, what="batch size"):
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f"{what} {batch_size} must be divisible by the {n} devices of the mesh; "
-                     f"pick a multiple of {n}")
+    raise ConfigError(f"{what} {batch_size} must be divisible by the {n} devices of the mesh; pick a multiple of {n}")

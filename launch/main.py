@@ -1,6 +1,9 @@
 """Runs any experiment: ``python launch/main.py --config=configs/<experiment>.py --workdir=DIR``.
 
 Any config field can be overridden, e.g. ``--config.train.num_steps=100``; unknown fields are errors.
+Exit status 2 means the input was refused (a config value, a missing or broken file, a workdir made under
+other settings, a non-finite loss): one line on stderr says which and what to do. Other failures are bugs
+and keep their traceback.
 """
 import os
 import sys
@@ -15,26 +18,46 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl, 
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def refuse(message):
+  """One line on stderr and exit status 2: the user's input was refused."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def parse_flags(argv):
+  """absl's parser, with bad or unknown config overrides refused in one line instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    refuse(e)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:  # ml_collections' override errors
+    text = str(e.args[0] if e.args else e).replace("\\n", " ").replace("\\'", "").strip("'\" ").replace(" Did you", ". Did you")
+    refuse(f"unknown or invalid config field in an override: {text}")
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    refuse(f"unexpected arguments: {argv[1:]}")
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-  from jaxdiff.parallel import maybe_initialize_distributed
-  maybe_initialize_distributed()
-  import jax
-  from jaxdiff import tasks
-  cfg = flags.FLAGS.config
-  workdir = flags.FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(cfg.to_json_best_effort(indent=2))
-  print(f"task={cfg.task} workdir={workdir} devices={jax.device_count()} ({jax.devices()[0].platform})",
-        flush=True)
-  tasks.run(cfg, workdir)
+  from jaxdiff.errors import UserError
+  try:
+    from jaxdiff.parallel import maybe_initialize_distributed
+    maybe_initialize_distributed()
+    import jax
+    from jaxdiff import tasks
+    from jaxdiff.io import atomic_write
+    cfg = flags.FLAGS.config
+    workdir = flags.FLAGS.workdir
+    os.makedirs(workdir, exist_ok=True)
+    atomic_write(os.path.join(workdir, "config.json"), cfg.to_json_best_effort(indent=2) + "\n")  # process 0 only
+    print(f"task={cfg.task} workdir={workdir} devices={jax.device_count()} ({jax.devices()[0].platform})",
+          flush=True)
+    tasks.run(cfg, workdir)
+  except UserError as e:
+    refuse(e)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

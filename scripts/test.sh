@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs the test suite (fast tier; add `-m slow` or `-m "slow or not slow"` for the heavy tier).
+# The README's test command: the import-layer contracts (.importlinter), then the fast test tier on every
+# core (pytest-xdist). Add `-m slow` or `-m "slow or not slow"` for the heavy tier, `-n 0` to run serially.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m pytest -q "$@"
+.venv/bin/lint-imports --no-logo --no-cache
+exec .venv/bin/python -m pytest -q -n auto "$@"

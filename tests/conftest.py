@@ -28,7 +28,7 @@ def tiny_exports(tmp, size, channels):
   import jax
   import ml_collections
   from jaxdiff.models import build_model, init_variables
-  from jaxdiff.tasks.common import export_model
+  from jaxdiff.convert import export_model
   ucfg = ml_collections.ConfigDict(dict(
       name="unet", image_size=size, in_channels=channels, base_channels=8, channel_mults=(1, 2),
       attention_resolutions=(size // 2,), layers_per_block=1, norm_num_groups=4, dropout=0.0, dtype="float32"))

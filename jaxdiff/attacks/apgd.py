@@ -24,11 +24,18 @@ def checkpoints(n_iter):
   return out
 
 
+def halve_step_size(n_increased, window, rho, reduced_last_time, best_at_last_checkpoint, best):
+  """At a checkpoint (Croce & Hein 2020, §3.2): halve η where at most ρ·window of the steps since the last
+  checkpoint increased the loss (condition 1, ``<=`` as the reference code), or where η was not halved last
+  time and the best loss has not improved since (condition 2)."""
+  return (n_increased <= rho * window) | (~reduced_last_time & (best_at_last_checkpoint >= best))
+
+
 def apgd(logits_fn, x, y, *, key, eps, norm="linf", steps=100, loss="ce", target=None, rho=0.75, eot=1,
-         stochastic=False):
+         stochastic=False, params=None):
   """Returns (x_adv, fooled[B]). Maximises CE (``loss='ce'``) or DLR, targeted DLR when ``target``."""
   x = jnp.asarray(x, jnp.float32)
-  f = as_stochastic(logits_fn, stochastic)
+  f = as_stochastic(logits_fn, stochastic, params)
 
   def objective(z, k):
     logits = f(z, k)
@@ -44,7 +51,7 @@ def apgd(logits_fn, x, y, *, key, eps, norm="linf", steps=100, loss="ce", target
   is_ck, window = jnp.asarray(is_ck), jnp.asarray(window)
 
   k0, key = jax.random.split(key)
-  x0 = random_start(k0, x, eps, norm)
+  x0 = random_start(k0, x, eps, norm, l2_radius="sphere")  # the reference starts on the ε-sphere
   f0, logits0, g0 = eot_value_and_grad(objective, x0, jax.random.fold_in(key, 0), eot)
   fooled0 = jnp.argmax(logits0, 1) != y
   b = x.shape[0]
@@ -65,9 +72,7 @@ def apgd(logits_fn, x, y, *, key, eps, norm="linf", steps=100, loss="ce", target
               n_incr=s["n_incr"] + (f_new > s["f"]),
               x_best=sel(improved, x_new, s["x_best"]), g_best=sel(improved, g_new, s["g_best"]),
               f_best=jnp.maximum(f_new, s["f_best"]))
-    # At a checkpoint: halve η where too few steps improved or nothing changed since the last one.
-    cond = (s2["n_incr"] < rho * window[k]) | (~s["reduced"] & (s["f_best_ck"] >= s2["f_best"]))
-    cond = cond & is_ck[k]
+    cond = halve_step_size(s2["n_incr"], window[k], rho, s["reduced"], s["f_best_ck"], s2["f_best"]) & is_ck[k]
     s2["eta"] = sel(cond, s["eta"] / 2, s["eta"])
     s2["x"] = sel(cond, s2["x_best"], s2["x"])
     s2["g"] = sel(cond, s2["g_best"], s2["g"])

@@ -1,18 +1,22 @@
 """Shared pieces of the attacks: projections onto the ε-ball ∩ [0, 1] box, losses, random starts.
 
 All attacks work in pixel space [0, 1] on NHWC batches. ``logits_fn(x)`` maps a batch to logits;
-a stochastic model (e.g. a purifier) is passed as ``logits_fn(x, key)`` with ``stochastic=True``.
+a stochastic model (e.g. a purifier) is passed as ``logits_fn(x, key)`` with ``stochastic=True``. With
+``params`` (weights as an argument, see ``jaxdiff.functional``) the model is ``logits_fn(params, x[, key])``.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.functional import bind
+
 NORMS = ("linf", "l2")
 
 
 def _flat_norm(v):
-  return jnp.sqrt(jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1) + 1e-12)
+  """Per-example ℓ2 norm of a batch (exact: no ε inside the root)."""
+  return jnp.sqrt(jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1))
 
 
 def _bcast(v, x):
@@ -25,25 +29,28 @@ def project(x_adv, x, eps, norm):
   if norm == "linf":
     d = jnp.clip(d, -eps, eps)
   elif norm == "l2":
-    d = d * _bcast(jnp.minimum(1.0, eps / _flat_norm(d)), d)
+    d = d * _bcast(jnp.minimum(1.0, eps / (_flat_norm(d) + 1e-12)), d)
   else:
     raise ValueError(f"unknown norm {norm!r}; use one of {NORMS}")
   return jnp.clip(x + d, 0.0, 1.0)
 
 
 def ascent_direction(g, norm):
+  """sign(g) for ℓ∞; g/(‖g‖ + 1e-12) for ℓ2 (unit length unless g ≈ 0, as the reference implementations)."""
   if norm == "linf":
     return jnp.sign(g)
-  return g / _bcast(_flat_norm(g), g)
+  return g / _bcast(_flat_norm(g) + 1e-12, g)
 
 
-def random_start(key, x, eps, norm):
+def random_start(key, x, eps, norm, l2_radius="uniform"):
+  """x + δ clipped to the box: δ ~ U[−ε, ε] per pixel (ℓ∞); for ℓ2 a random direction with radius r·ε,
+  r ~ U[0, 1] (``l2_radius='uniform'``, torchattacks' PGDL2) or r = 1 (``'sphere'``, AutoAttack's APGD)."""
   if norm == "linf":
     d = jax.random.uniform(key, x.shape, minval=-eps, maxval=eps)
   else:
     d = jax.random.normal(key, x.shape)
-    r = jax.random.uniform(jax.random.fold_in(key, 1), (x.shape[0],)) ** (1.0 / d[0].size)
-    d = d / _bcast(_flat_norm(d), d) * _bcast(r * eps, d)
+    r = jax.random.uniform(jax.random.fold_in(key, 1), (x.shape[0],)) if l2_radius == "uniform" else 1.0
+    d = d / _bcast(_flat_norm(d) + 1e-12, d) * _bcast(r * eps * jnp.ones(x.shape[0]), d)
   return jnp.clip(x + d, 0.0, 1.0)
 
 
@@ -71,9 +78,10 @@ def margin(logits, y):
   return zy - jnp.max(jnp.where(jax.nn.one_hot(y, z.shape[1], dtype=bool), -jnp.inf, z), 1)
 
 
-def as_stochastic(logits_fn, stochastic):
-  """Uniform signature f(x, key) for deterministic and stochastic models."""
-  return logits_fn if stochastic else (lambda x, key: logits_fn(x))
+def as_stochastic(logits_fn, stochastic, params=None):
+  """Uniform signature f(x, key) for deterministic and stochastic models, with ``params`` bound."""
+  f = bind(logits_fn, params)
+  return f if stochastic else (lambda x, key: f(x))
 
 
 def eot_value_and_grad(loss_fn, x, key, eot):

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff.attacks.common import margin
+from jaxdiff.functional import bind
 
 
 def _shrink(z, x, beta):
@@ -16,9 +17,11 @@ def _shrink(z, x, beta):
   return jnp.clip(jnp.where(d > beta, z - beta, jnp.where(d < -beta, z + beta, x)), 0.0, 1.0)
 
 
-def ead(logits_fn, x, y, *, key=None, beta=1e-2, kappa=0.0, c_init=1e-3, search_steps=5, steps=100, lr=1e-2):
+def ead(logits_fn, x, y, *, key=None, beta=1e-2, kappa=0.0, c_init=1e-3, search_steps=5, steps=100, lr=1e-2,
+        params=None):
   """Returns (x_adv, fooled[B]); x_adv = x where no adversarial example was found."""
   del key  # deterministic
+  logits_fn = bind(logits_fn, params)
   x = jnp.asarray(x, jnp.float32)
   b = x.shape[0]
   flat = lambda v: v.reshape(b, -1)

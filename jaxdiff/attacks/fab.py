@@ -55,11 +55,11 @@ def _dist(d, norm):
 
 
 def fab_t(logits_fn, x, y, target, *, key, eps, norm="linf", steps=100, restarts=1, alpha_max=0.1, eta=1.05,
-          beta=0.9, stochastic=False):
+          beta=0.9, stochastic=False, params=None):
   """Targeted FAB towards ``target`` [B]. Returns (x_adv, fooled[B]); x_adv = x where nothing within ε
   was found. Success means misclassified (≠ y), as AutoAttack counts robust accuracy."""
   x = jnp.asarray(x, jnp.float32)
-  f = as_stochastic(logits_fn, stochastic)
+  f = as_stochastic(logits_fn, stochastic, params)
   shape, b = x.shape, x.shape[0]
   flat = lambda v: v.reshape(b, -1)
   bc = lambda v: v.reshape((b,) + (1,) * (x.ndim - 1))
@@ -95,7 +95,7 @@ def fab_t(logits_fn, x, y, target, *, key, eps, norm="linf", steps=100, restarts
     x0 = x
     if r:
       radius = 0.5 * jnp.minimum(d_best, eps)
-      u = random_start(jax.random.fold_in(k_run, steps), jnp.full_like(x, 0.5), 0.5, norm) - 0.5
+      u = random_start(jax.random.fold_in(k_run, steps), jnp.full_like(x, 0.5), 0.5, norm, l2_radius="sphere") - 0.5
       x0 = jnp.clip(x + bc(radius / jnp.maximum(_dist(u, norm), 1e-12)) * u, 0.0, 1.0)
     _, x_best, d_best = jax.lax.fori_loop(0, steps, lambda i, s: step(i, s, k_run), (x0, x_best, d_best))
   fooled = d_best <= eps

@@ -64,7 +64,7 @@ def _unit(d):
   return d / jnp.sqrt(jnp.sum(d ** 2, axis=(1, 2, 3), keepdims=True) + 1e-24)
 
 
-def square(logits_fn, x, y, *, key, eps, norm="linf", queries=5000, p_init=0.8, stochastic=False):
+def square(logits_fn, x, y, *, key, eps, norm="linf", queries=5000, p_init=0.8, stochastic=False, params=None):
   """Returns (x_adv, fooled[B]). Minimises the margin z_y − max_{j≠y} z_j; accepts improving squares.
 
   ℓ∞: each proposal resets a random s×s window to x ± ε (one sign per channel). ℓ2 (the reference
@@ -73,7 +73,7 @@ def square(logits_fn, x, y, *, key, eps, norm="linf", queries=5000, p_init=0.8, 
   ``p_init`` (fraction of pixels in a window at the start) is AutoAttack's 0.8 for both norms.
   """
   x = jnp.asarray(x, jnp.float32)
-  f = as_stochastic(logits_fn, stochastic)
+  f = as_stochastic(logits_fn, stochastic, params)
   b, h, w, c = x.shape
   if norm == "l2" and h != w:
     raise ValueError(f"ℓ2 Square needs square images, got {h}×{w}")

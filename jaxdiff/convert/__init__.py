@@ -1,2 +1,5 @@
-"""Checkpoint import (diffusers safetensors)."""
+"""Model files in and out, safely: jaxdiff exports (safetensors + meta.json) and diffusers checkpoints.
+Pickle files are never unpickled."""
 from jaxdiff.convert.diffusers import config_from_diffusers, convert_state_dict, load_diffusers_unet
+from jaxdiff.convert.export import (ASSETS, check_finite, export_model, flatten_params, load_model, load_params,
+                                    model_digest, resolve_path, save_params, unflatten_params)

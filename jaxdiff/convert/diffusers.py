@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff.convert.files import read_safetensors
+from jaxdiff.errors import MissingFileError, ModelFileError
 from jaxdiff.models.unet import UNet, UNetConfig
 
 SAFETENSORS_NAME = "diffusion_pytorch_model.safetensors"
@@ -31,7 +33,7 @@ def config_from_diffusers(cfg: dict, dtype=jnp.float32) -> UNetConfig:
   def want(key, ok, default):
     val = cfg.get(key, default)
     if val not in ok:
-      raise ValueError(f"diffusers config {key}={val!r} is not supported (supported: {ok})")
+      raise ModelFileError(f"diffusers config {key}={val!r} is not supported (supported: {ok})")
     return val
   want("_class_name", ("UNet2DModel",), "UNet2DModel")
   want("time_embedding_type", ("positional",), "positional")
@@ -46,7 +48,7 @@ def config_from_diffusers(cfg: dict, dtype=jnp.float32) -> UNetConfig:
   attn = {"DownBlock2D": False, "AttnDownBlock2D": True, "UpBlock2D": False, "AttnUpBlock2D": True}
   for b in list(cfg["down_block_types"]) + list(cfg["up_block_types"]):
     if b not in attn:
-      raise ValueError(f"block type {b!r} is not supported (supported: {sorted(attn)})")
+      raise ModelFileError(f"block type {b!r} is not supported (supported: {sorted(attn)})")
   return UNetConfig(
       in_channels=cfg.get("in_channels", 3), out_channels=cfg.get("out_channels", 3),
       block_out_channels=tuple(cfg["block_out_channels"]),
@@ -84,15 +86,15 @@ def convert_state_dict(state: dict, template) -> dict:
         w = w.T
       leaf = "scale" if w.ndim == 1 else "kernel"
     elif leaf != "bias":
-      raise ValueError(f"unexpected tensor {key!r} in the checkpoint")
+      raise ModelFileError(f"unexpected tensor {key!r} in the checkpoint")
     flat[path + (leaf,)] = w
   want = {tuple(k.key for k in p): v for p, v in jax.tree_util.tree_flatten_with_path(template)[0]}
   missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
   if missing or extra:
-    raise ValueError(f"checkpoint does not match the config: missing {missing[:5]}, unexpected {extra[:5]}")
+    raise ModelFileError(f"checkpoint does not match the config: missing {missing[:5]}, unexpected {extra[:5]}")
   for p, v in want.items():
     if flat[p].shape != v.shape:
-      raise ValueError(f"shape mismatch at {'/'.join(p)}: checkpoint {flat[p].shape}, model {v.shape}")
+      raise ModelFileError(f"shape mismatch at {'/'.join(p)}: checkpoint {flat[p].shape}, model {v.shape}")
   params = {}
   for p, v in flat.items():
     node = params
@@ -102,10 +104,11 @@ def convert_state_dict(state: dict, template) -> dict:
   return params
 
 
-def _find_weights(path: str) -> str:
+def find_weights(path: str) -> str:
+  """The safetensors file of a diffusers folder (or its unet/ subfolder); pickle files are refused."""
   if os.path.isfile(path):
     if path.endswith(PICKLE_SUFFIXES):
-      raise ValueError(_REFUSE.format(path=path, dir=os.path.dirname(path) or "."))
+      raise ModelFileError(_REFUSE.format(path=path, dir=os.path.dirname(path) or "."))
     return path
   for sub in ("", "unet"):
     d = os.path.join(path, sub)
@@ -114,8 +117,8 @@ def _find_weights(path: str) -> str:
       return st
     for name in os.listdir(d) if os.path.isdir(d) else []:
       if name.endswith(PICKLE_SUFFIXES):
-        raise ValueError(_REFUSE.format(path=os.path.join(d, name), dir=d))
-  raise FileNotFoundError(
+        raise ModelFileError(_REFUSE.format(path=os.path.join(d, name), dir=d))
+  raise MissingFileError(
       f"no {SAFETENSORS_NAME} under {path!r}. Download the model folder (config.json + safetensors), e.g. "
       "`huggingface-cli download google/ddpm-cifar10-32 --local-dir DIR` on a machine with internet, "
       "and copy DIR here.")
@@ -127,14 +130,13 @@ def load_diffusers_unet(path: str, dtype=jnp.float32):
   ``model.apply({'params': params}, x_nhwc, t)`` returns ε (NHWC, fp32) for model-space x and [B]
   timestep indices t, deterministic unless ``train=True`` is passed with a 'dropout' rng.
   """
-  from safetensors.numpy import load_file  # reads tensors only; never executes code
-  weights = _find_weights(path)
+  weights = find_weights(path)
   cfg_path = os.path.join(os.path.dirname(weights), "config.json")
   if not os.path.isfile(cfg_path):
-    raise FileNotFoundError(f"no config.json beside {weights}")
+    raise MissingFileError(f"no config.json beside {weights}")
   with open(cfg_path) as f:
     cfg = config_from_diffusers(json.load(f), dtype=dtype)
   model = UNet(cfg)
   x = jnp.zeros((1, cfg.sample_size, cfg.sample_size, cfg.in_channels))
   template = jax.eval_shape(model.init, jax.random.key(0), x, jnp.zeros((1,)))["params"]
-  return model, convert_state_dict(load_file(weights), template)
+  return model, convert_state_dict(read_safetensors(weights), template)

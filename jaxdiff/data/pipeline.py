@@ -13,17 +13,19 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from jaxdiff.errors import ConfigError
+
 
 def steps_per_epoch(num_examples, global_batch):
   if global_batch > num_examples:
-    raise ValueError(f"batch size {global_batch} exceeds the {num_examples} examples of the dataset")
+    raise ConfigError(f"batch size {global_batch} exceeds the {num_examples} examples of the dataset; use a smaller one")
   return num_examples // global_batch
 
 
 def batch_indices(num_examples, global_batch, seed, step, process_index=0, process_count=1):
   """Indices of this host's share of global batch ``step`` (drop-remainder epochs)."""
   if global_batch % process_count:
-    raise ValueError(f"global batch {global_batch} is not divisible by {process_count} hosts")
+    raise ConfigError(f"global batch {global_batch} is not divisible by {process_count} hosts")
   spe = steps_per_epoch(num_examples, global_batch)
   epoch, i = divmod(step, spe)
   perm = np.random.default_rng((seed, epoch)).permutation(num_examples)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxdiff.errors import ConfigError, MissingFileError
+
 CELEBA_ATTRS = ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling")  # DIFF2: 8 classes = 3 bits
 
 
@@ -103,11 +105,11 @@ def _offline_help(name, data_dir):
 def tfds_source(name, split, data_dir=None, image_size=None):
   import tensorflow_datasets as tfds
   if name not in TFDS_CLASSES:
-    raise ValueError(f"unsupported tfds dataset {name!r}; supported: {sorted(TFDS_CLASSES)}")
+    raise ConfigError(f"unsupported tfds dataset {name!r}; supported: {sorted(TFDS_CLASSES)}")
   try:
     ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except Exception as e:  # tfds raises several types for "not prepared"
-    raise FileNotFoundError(_offline_help(name, data_dir)) from e
+    raise MissingFileError(_offline_help(name, data_dir)) from e
   return TfdsSource(ds, name, TFDS_CLASSES[name], image_size)
 
 
@@ -125,7 +127,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def cifar_archive_source(path, split="train"):
   """Reads ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz`` from a local path."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(_offline_help("cifar10" if "100" not in str(path) else "cifar100", None)
+    raise MissingFileError(_offline_help("cifar10" if "100" not in str(path) else "cifar100", None)
                             + f"\n(no archive at {path!r})")
   is100 = "100" in os.path.basename(path)
   want = {"train": ["train"] if is100 else [f"data_batch_{i}" for i in range(1, 6)],
@@ -135,7 +137,7 @@ def cifar_archive_source(path, split="train"):
     members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
     for name in want:
       if name not in members:
-        raise ValueError(f"{path} has no member {name!r}: not a CIFAR python archive")
+        raise ConfigError(f"{path} has no member {name!r}: not a CIFAR python archive (config.data.path)")
       d = _NumpyOnlyUnpickler(io.BytesIO(tar.extractfile(members[name]).read()), encoding="bytes").load()
       xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
       ys.append(np.asarray(d[b"fine_labels" if is100 else b"labels"], np.int32))

@@ -2,13 +2,24 @@
 
 All samplers are model-agnostic: they call ``eps_fn(x_t, t)`` with x_t NHWC float32 in model space
 [−1, 1] and t a float32 [B] array of (possibly fractional) timestep indices in [0, T−1]. Each is a
-``lax.scan`` over a decreasing index grid t_0 = t_start > … > t_{K−1} = 0 followed by the one-step
-denoise x̂0 at index 0, so ``num_steps`` counts network evaluations (Heun: about twice that), and
-``num_steps=1`` is one-shot denoising from t_start. Everything is traceable: call inside ``jit``,
+``lax.scan`` over the network evaluations a_0 > a_1 > … > a_{K−1}: step i goes from index a_i to b_i,
+then x̂0 is predicted at a_{K−1}, so ``num_steps`` = K counts network evaluations (Heun: about twice that),
+and ``num_steps=1`` is one-shot denoising from t_start. Everything is traceable: call inside ``jit``,
 differentiate end to end, and set ``remat=True`` to rematerialise each step (``jax.checkpoint``) when
 backpropagating through long chains.
 
-Steps between grid indices a > b, with ᾱ_a, ᾱ_b from ``Schedule.alpha_bar`` and λ = −log ᾱ:
+Grids (``timestep_spacing``): "default" — K indices evenly spaced from t_start down to 0 (rounded for the
+discrete samplers); "linspace" | "leading" | "trailing" — diffusers' spacings over T' = t_start + 1 indices.
+Step i moves to b_i = a_{i+1}, except DDIM with a diffusers spacing, which moves to a_i − ⌊T'/K⌋ as
+diffusers' DDIMScheduler does (the same index but for "linspace", where they can differ by one). For
+sampling (t_start = T − 1) the chains are step for step those of diffusers' DDPMScheduler / DDIMScheduler.
+
+The coefficients of every step are computed once, on the host in float64, from ``alphas_cumprod``
+(exact at integer indices), then cast to float32: no cancellation in 1 − ᾱ_a/ᾱ_b. Only when t_start is
+traced (denoised smoothing at a traced σ) or the schedule itself is a jit argument are they computed on the
+device in float32.
+
+Steps between indices a > b, with ᾱ_a, ᾱ_b from ``Schedule.alpha_bar`` and λ = −log ᾱ:
 - ddpm: x_b ~ q(x_b | x_a, x̂0) (posterior of Ho et al. Eq. 6–7 for the respaced pair), variance β̃
   ("posterior") or β' = 1 − ᾱ_a/ᾱ_b ("beta").
 - ddim: x_b = √ᾱ_b x̂0 + √(1 − ᾱ_b − σ²) ε + σ z, σ = η √((1−ᾱ_b)/(1−ᾱ_a)) √(1 − ᾱ_a/ᾱ_b).
@@ -17,16 +28,16 @@ Steps between grid indices a > b, with ᾱ_a, ᾱ_b from ``Schedule.alpha_bar`` 
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.diffusion.schedules import Schedule, _bcast
+from jaxdiff.diffusion.schedules import Schedule, interp_alpha_bar
 
 SAMPLERS = ("ddpm", "ddim", "sde", "ode")
 DISCRETE = ("ddpm", "ddim")
+SPACINGS = ("default", "linspace", "leading", "trailing")
+_OPTIONS = {"ddpm": ("variance",), "ddim": ("eta",), "sde": (), "ode": ("solver",)}
 
 
 def time_grid(t_start: int, num_steps: int | None, discrete: bool) -> np.ndarray:
@@ -45,95 +56,133 @@ def time_grid(t_start: int, num_steps: int | None, discrete: bool) -> np.ndarray
   return grid.astype(np.float32)
 
 
+def timestep_pairs(t_start, num_steps, discrete, spacing="default", stride_target=False):
+  """(a, b): the K evaluation indices a_i (decreasing) and the index b_i that step i moves to (b_{K−1} is
+  unused: x̂0 is predicted at a_{K−1}); ``stride_target``: b_i = a_i − ⌊T'/K⌋ (diffusers' DDIM) instead of
+  a_{i+1}. numpy for a static ``t_start``, jnp when it is traced."""
+  if spacing not in SPACINGS:
+    raise ValueError(f"unknown timestep_spacing {spacing!r}; choose one of {SPACINGS}")
+  if isinstance(t_start, jax.core.Tracer):
+    if spacing != "default" or num_steps is None:
+      raise ValueError("a traced t_start needs timestep_spacing='default' and an explicit num_steps")
+    a = jnp.linspace(t_start, 0.0, num_steps)
+    a = jnp.round(a) if discrete else a
+    return a, jnp.concatenate([a[1:], a[-1:]])
+  if spacing == "default":
+    a = time_grid(t_start, num_steps, discrete).astype(np.float64)
+    return a, np.concatenate([a[1:], a[-1:]])
+  total = int(t_start) + 1
+  k = total if num_steps is None else int(num_steps)
+  if not 1 <= k <= total:
+    raise ValueError(f"num_steps must be in [1, {total}] for timestep_spacing={spacing!r}, got {k}")
+  if spacing == "linspace":
+    a = np.linspace(0, total - 1, k).round()[::-1]
+  elif spacing == "leading":
+    a = (np.arange(k) * (total // k)).round()[::-1]
+  else:  # trailing
+    a = np.round(np.arange(total, 0, -total / k)) - 1
+  a = a.astype(np.float64)
+  if stride_target:
+    return a, np.maximum(a - total // k, 0.0)
+  return a, np.concatenate([a[1:], a[-1:]])
+
+
+def _coefficients(sampler, alphas_cumprod, a, b, xp, *, variance="posterior", eta=0.0, solver="heun"):
+  """Per-step scalars [K] of ``sampler`` for the pairs (a, b), in float64 (numpy) or float32 (jnp)."""
+  ab_a, ab_b = interp_alpha_bar(alphas_cumprod, a, xp), interp_alpha_bar(alphas_cumprod, b, xp)
+  c = {"t": a, "sqrt_ab": xp.sqrt(ab_a), "sqrt_1m_ab": xp.sqrt(1.0 - ab_a)}  # x̂0 = (x − √(1−ᾱ)ε)/√ᾱ
+  ratio = ab_a / ab_b
+  if sampler == "ddpm":
+    beta = 1.0 - ratio
+    c["coef_x0"] = xp.sqrt(ab_b) * beta / (1.0 - ab_a)
+    c["coef_xt"] = xp.sqrt(ratio) * (1.0 - ab_b) / (1.0 - ab_a)
+    var = beta * (1.0 - ab_b) / (1.0 - ab_a) if variance == "posterior" else beta
+    if variance not in ("posterior", "beta"):
+      raise ValueError(f"unknown DDPM variance {variance!r}; use 'posterior' or 'beta'")
+    c["std"] = xp.sqrt(xp.maximum(var, 0.0))
+  elif sampler == "ddim":
+    sigma = eta * xp.sqrt(xp.maximum((1.0 - ab_b) / (1.0 - ab_a) * (1.0 - ratio), 0.0))
+    c.update(sqrt_ab_b=xp.sqrt(ab_b), sigma=sigma, dir=xp.sqrt(xp.maximum(1.0 - ab_b - sigma ** 2, 0.0)))
+  elif sampler in ("sde", "ode"):
+    h = xp.log(ab_b) - xp.log(ab_a)
+    c.update(h=h, sqrt_h=xp.sqrt(h), inv_a=1.0 / xp.sqrt(1.0 - ab_a), inv_b=1.0 / xp.sqrt(1.0 - ab_b), t_b=b)
+    if sampler == "ode" and solver not in ("euler", "heun"):
+      raise ValueError(f"unknown ODE solver {solver!r}; use 'euler' or 'heun'")
+  return c
+
+
 def _eps(eps_fn, x, t):
   return eps_fn(x, jnp.full((x.shape[0],), t, jnp.float32)).astype(jnp.float32)
 
 
-def _ddpm_step(eps_fn, sched, x, a, b, key, *, variance="posterior", clip_x0=False):
-  ab_a, ab_b = sched.alpha_bar(a), sched.alpha_bar(b)
-  eps = _eps(eps_fn, x, a)
-  x0 = sched.predict_x0(x, jnp.full(x.shape[:1], a), eps, clip=clip_x0)
-  alpha = ab_a / ab_b
-  beta = 1.0 - alpha
-  mean = (jnp.sqrt(ab_b) * beta / (1.0 - ab_a)) * x0 + (jnp.sqrt(alpha) * (1.0 - ab_b) / (1.0 - ab_a)) * x
-  var = beta * (1.0 - ab_b) / (1.0 - ab_a) if variance == "posterior" else beta
-  return mean + jnp.sqrt(var) * jax.random.normal(key, x.shape, x.dtype)
+def _x0(c, x, eps, clip):
+  x0 = (x - c["sqrt_1m_ab"] * eps) / c["sqrt_ab"]
+  return jnp.clip(x0, -1.0, 1.0) if clip else x0
 
 
-def _ddim_step(eps_fn, sched, x, a, b, key, *, eta=0.0, clip_x0=False):
-  ab_a, ab_b = sched.alpha_bar(a), sched.alpha_bar(b)
-  eps = _eps(eps_fn, x, a)
-  x0 = sched.predict_x0(x, jnp.full(x.shape[:1], a), eps, clip=clip_x0)
-  if clip_x0:
-    eps = sched.predict_eps(x, jnp.full(x.shape[:1], a), x0)
-  sigma = eta * jnp.sqrt((1.0 - ab_b) / (1.0 - ab_a) * (1.0 - ab_a / ab_b))
-  x = jnp.sqrt(ab_b) * x0 + jnp.sqrt(jnp.maximum(1.0 - ab_b - sigma ** 2, 0.0)) * eps
-  return x + sigma * jax.random.normal(key, x.shape, x.dtype) if eta else x
-
-
-def _sde_step(eps_fn, sched, x, a, b, key):
-  ab_a, ab_b = sched.alpha_bar(a), sched.alpha_bar(b)
-  h = jnp.log(ab_b) - jnp.log(ab_a)
-  eps = _eps(eps_fn, x, a)
-  drift = 0.5 * x - eps / jnp.sqrt(1.0 - ab_a)
-  return x + h * drift + jnp.sqrt(h) * jax.random.normal(key, x.shape, x.dtype)
-
-
-def _ode_step(eps_fn, sched, x, a, b, key, *, solver="heun"):
-  del key
-  ab_a, ab_b = sched.alpha_bar(a), sched.alpha_bar(b)
-  h = jnp.log(ab_b) - jnp.log(ab_a)
-  slope = lambda y, t, ab: 0.5 * y - 0.5 * _eps(eps_fn, y, t) / jnp.sqrt(1.0 - ab)
-  d_a = slope(x, a, ab_a)
-  x_euler = x + h * d_a
+def _step(sampler, eps_fn, x, c, key, *, clip_x0, eta, solver):
+  """One step x_a → x_b of ``sampler`` with the coefficient row ``c`` (see ``_coefficients``)."""
+  eps = _eps(eps_fn, x, c["t"])
+  if sampler == "ddpm":
+    x0 = _x0(c, x, eps, clip_x0)
+    return c["coef_x0"] * x0 + c["coef_xt"] * x + c["std"] * jax.random.normal(key, x.shape, x.dtype)
+  if sampler == "ddim":
+    x0 = _x0(c, x, eps, clip_x0)
+    if clip_x0:  # the ε consistent with the clipped x̂0 (diffusers' use_clipped_model_output=True)
+      eps = (x - c["sqrt_ab"] * x0) / c["sqrt_1m_ab"]
+    x = c["sqrt_ab_b"] * x0 + c["dir"] * eps
+    return x + c["sigma"] * jax.random.normal(key, x.shape, x.dtype) if eta else x
+  if sampler == "sde":
+    return x + c["h"] * (0.5 * x - eps * c["inv_a"]) + c["sqrt_h"] * jax.random.normal(key, x.shape, x.dtype)
+  d_a = 0.5 * x - 0.5 * eps * c["inv_a"]  # ode
+  x_euler = x + c["h"] * d_a
   if solver == "euler":
     return x_euler
-  if solver != "heun":
-    raise ValueError(f"unknown ODE solver {solver!r}; use 'euler' or 'heun'")
-  return x + 0.5 * h * (d_a + slope(x_euler, b, ab_b))
+  d_b = 0.5 * x_euler - 0.5 * _eps(eps_fn, x_euler, c["t_b"]) * c["inv_b"]
+  return x + 0.5 * c["h"] * (d_a + d_b)
 
 
-_STEPS = {"ddpm": _ddpm_step, "ddim": _ddim_step, "sde": _sde_step, "ode": _ode_step}
-_OPTIONS = {"ddpm": ("variance", "clip_x0"), "ddim": ("eta", "clip_x0"), "sde": (), "ode": ("solver",)}
-
-
-def reverse(eps_fn, schedule: Schedule, x_t, *, key, t_start, sampler, num_steps=None,
-            remat=False, clip_x0=False, **options):
+def reverse(eps_fn, schedule: Schedule, x_t, *, key, t_start, sampler, num_steps=None, remat=False,
+            clip_x0=False, timestep_spacing="default", **options):
   """Runs ``sampler`` from x_t at index ``t_start`` back to x̂0 (model space), see module doc.
 
-  options: ddpm ``variance`` ("posterior" | "beta"); ddim ``eta`` (0.0); ode ``solver``
-  ("heun" | "euler"); ``clip_x0`` clips x̂0 to [−1, 1] inside ddpm/ddim steps and at the end.
+  options: ddpm ``variance`` ("posterior" | "beta"); ddim ``eta`` (0.0); ode ``solver`` ("heun" | "euler");
+  ``clip_x0`` clips x̂0 to [−1, 1] inside ddpm/ddim steps and at the end (diffusers' ``clip_sample``).
   """
-  if sampler not in _STEPS:
+  if sampler not in _OPTIONS:
     raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
-  allowed = _OPTIONS[sampler]
-  bad = set(options) - set(allowed)
+  bad = set(options) - set(_OPTIONS[sampler])
   if bad:
-    raise TypeError(f"sampler {sampler!r} takes options {allowed}, got {sorted(bad)}")
-  if sampler in DISCRETE:
-    options["clip_x0"] = clip_x0
-  step = functools.partial(_STEPS[sampler], eps_fn, schedule, **options)
-  grid = time_grid(t_start, num_steps, discrete=sampler in DISCRETE)
+    raise TypeError(f"sampler {sampler!r} takes options {_OPTIONS[sampler]}, got {sorted(bad)}")
+  eta, solver = options.get("eta", 0.0), options.get("solver", "heun")
+  a, b = timestep_pairs(t_start, num_steps, sampler in DISCRETE, timestep_spacing, stride_target=sampler == "ddim")
+  on_device = any(isinstance(v, jax.core.Tracer) for v in (t_start, schedule.alphas_cumprod))
+  xp = jnp if on_device else np
+  ac = schedule.alphas_cumprod if on_device else np.asarray(schedule.alphas_cumprod)
+  coef = _coefficients(sampler, ac, a, b, xp, **options)
+  coef = {k: jnp.asarray(v, jnp.float32) for k, v in coef.items()}
+  clip = clip_x0 and sampler in DISCRETE
   x_t = jnp.asarray(x_t, jnp.float32)
 
-  def body(carry, ab):
+  def body(carry, c):
     x, k = carry
     k, sub = jax.random.split(k)
-    return (step(x, ab[0], ab[1], sub), k), None
+    return (_step(sampler, eps_fn, x, c, sub, clip_x0=clip, eta=eta, solver=solver), k), None
 
   if remat:
     body = jax.checkpoint(body)
-  if len(grid) > 1:
-    pairs = jnp.asarray(np.stack([grid[:-1], grid[1:]], -1))
-    (x_t, key), _ = jax.lax.scan(body, (x_t, key), pairs)
-  t_last = jnp.full(x_t.shape[:1], grid[-1], jnp.float32)
-  return schedule.predict_x0(x_t, t_last, _eps(eps_fn, x_t, grid[-1]), clip=clip_x0)
+  steps = a.shape[0] - 1
+  if steps:
+    (x_t, key), _ = jax.lax.scan(body, (x_t, key), {k: v[:steps] for k, v in coef.items()})
+  last = {k: v[steps] for k, v in coef.items()}
+  return _x0(last, x_t, _eps(eps_fn, x_t, last["t"]), clip_x0)
 
 
-def sample(eps_fn, schedule: Schedule, *, key, shape, sampler, num_steps=None, **options):
-  """Generates x0 (model space, NHWC ``shape``) from x_{T} ~ N(0, I) at index T − 1."""
+def sample(eps_fn, schedule: Schedule, *, key, shape=None, sampler, num_steps=None, x_init=None, **options):
+  """Generates x0 (model space, NHWC ``shape``) from x_T at index T − 1: x_T ~ N(0, I), or ``x_init`` when
+  given (e.g. ε + g, the triggered noise of BadDiffusion). ``options`` as ``reverse``."""
   k_init, k_rev = jax.random.split(key)
-  x_t = jax.random.normal(k_init, shape, jnp.float32)
+  x_t = jax.random.normal(k_init, shape, jnp.float32) if x_init is None else jnp.asarray(x_init, jnp.float32)
   return reverse(eps_fn, schedule, x_t, key=k_rev, t_start=schedule.num_timesteps - 1,
                  sampler=sampler, num_steps=num_steps, **options)
 

@@ -15,7 +15,8 @@ VP_BETA_MIN, VP_BETA_MAX = 0.1, 20.0
 
 @flax.struct.dataclass
 class Schedule:
-  """Per-index quantities of a discrete diffusion. All arrays have length T (float32)."""
+  """Per-index quantities of a discrete diffusion, arrays of length T: numpy float64 when built by
+  ``from_betas`` (compile-time constants), float32 jax arrays when passed through ``jit`` as an argument."""
   betas: jnp.ndarray
   alphas_cumprod: jnp.ndarray
 
@@ -34,11 +35,10 @@ class Schedule:
   def alpha_bar(self, t):
     """ᾱ at a (possibly fractional) index t ∈ [0, T−1]: log-linear between integer indices.
 
-    Exact at integer t (where a network was trained), smooth enough for ODE/SDE solvers; the one
-    continuous extension every sampler and the closed-form tests share.
+    Exactly ``alphas_cumprod[t]`` at integer t (where a network was trained), smooth enough for ODE/SDE
+    solvers; the one continuous extension every sampler and the closed-form tests share.
     """
-    idx = jnp.arange(self.num_timesteps, dtype=jnp.float32)
-    return jnp.exp(jnp.interp(jnp.asarray(t, jnp.float32), idx, self.log_alphas_cumprod))
+    return interp_alpha_bar(self.alphas_cumprod, t, jnp)
 
   def index_to_time(self, t):
     """Fractional index → continuous VP-SDE time s = t/(T−1)."""
@@ -74,6 +74,17 @@ class Schedule:
     return jnp.interp(-target, -self.log_alphas_cumprod, idx)
 
 
+def interp_alpha_bar(alphas_cumprod, t, xp=jnp):
+  """ᾱ(t) = ᾱ_⌊t⌋ (ᾱ_⌈t⌉/ᾱ_⌊t⌋)^(t−⌊t⌋): log-linear, exact at integers. ``xp``: jnp (traced, float32) or
+  numpy (host, float64: the samplers' static coefficients)."""
+  ac = xp.asarray(alphas_cumprod, xp.float64 if xp is np else jnp.float32)
+  t = xp.asarray(t, ac.dtype)
+  lo = xp.clip(xp.floor(t), 0, ac.shape[0] - 1)
+  hi = xp.minimum(lo + 1, ac.shape[0] - 1)
+  a_lo, a_hi = ac[lo.astype(xp.int32)], ac[hi.astype(xp.int32)]
+  return a_lo * (a_hi / a_lo) ** (t - lo)
+
+
 def _bcast(v, x):
   v = jnp.asarray(v, jnp.float32)
   v = jnp.broadcast_to(v, x.shape[:1]) if v.ndim == 0 else v
@@ -84,8 +95,9 @@ def from_betas(betas) -> Schedule:
   betas = np.asarray(betas, np.float64)
   if betas.ndim != 1 or np.any(betas <= 0) or np.any(betas >= 1):
     raise ValueError("betas must be a 1-D array with values in (0, 1)")
-  ac = np.cumprod(1.0 - betas)
-  return Schedule(betas=jnp.asarray(betas, jnp.float32), alphas_cumprod=jnp.asarray(ac, jnp.float32))
+  # Host float64 arrays: constants inside jit (cast to float32 where they meet the data), and the exact
+  # values the samplers compute their step coefficients from (1 − ᾱ_a/ᾱ_b needs more than float32).
+  return Schedule(betas=betas, alphas_cumprod=np.cumprod(1.0 - betas))
 
 
 def linear_schedule(num_timesteps=1000, beta_start=1e-4, beta_end=0.02) -> Schedule:

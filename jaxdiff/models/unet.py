@@ -182,5 +182,10 @@ def init_unet(cfg: UNetConfig, key, batch_size=1):
   return model, params
 
 
+def eps_fn_of(model, params):
+  """ε_θ(x_t, t) of a U-Net module with ``params``, in eval mode: the ``eps_fn`` the samplers take."""
+  return lambda x, t: model.apply({"params": params}, x, t)
+
+
 def count_params(tree) -> int:
   return int(sum(x.size for x in jax.tree_util.tree_leaves(tree)))

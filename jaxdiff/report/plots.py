@@ -1,9 +1,13 @@
-"""Line plots (PNG, written atomically) for sweeps: one panel per metric, one curve per model."""
+"""Line plots (PNG, written atomically): sweep panels (one per metric, one curve per model) and certified
+accuracy against radius."""
 from __future__ import annotations
 
 import io
 
+import numpy as np
+
 from jaxdiff.io import atomic_write
+from jaxdiff.metrics import certified_accuracy
 
 
 def plot_panels(x, panels: dict, out_png, xlabel, ylim=(-0.02, 1.02)):
@@ -17,9 +21,48 @@ def plot_panels(x, panels: dict, out_png, xlabel, ylim=(-0.02, 1.02)):
       ax.plot(x, ys, marker="o", label=label)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylim(*ylim)
+    if ylim is not None:
+      ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     ax.legend()
+  save_figure(fig, out_png)
+
+
+def plot_bars(categories, series: dict, out_png, xlabel="", ylabel=""):
+  """Grouped bars: one group per category, one bar per series ({label: [value per category]})."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(categories) * max(1, len(series)) / 2), 3.2), dpi=120)
+  width = 0.8 / max(1, len(series))
+  xs = np.arange(len(categories))
+  for i, (label, values) in enumerate(series.items()):
+    ax.bar(xs + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+  ax.set_xticks(xs, [str(c) for c in categories])
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3, axis="y")
+  if len(series) > 1:
+    ax.legend(fontsize=7)
+  save_figure(fig, out_png)
+
+
+def plot_certified(curves: dict, out_png, max_radius=None):
+  """Certified accuracy against radius, one curve per result (e.g. clean vs trigger, benign vs backdoored);
+  ``curves`` maps a label to rows with ``correct`` and ``radius`` (``jaxdiff.robust.read_tsv``)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+  top = max_radius or max([np.max(r["radius"], initial=0) for r in curves.values()] + [0.5]) * 1.05
+  rs = np.linspace(0, top, 200)
+  for name, rows in curves.items():
+    ax.plot(rs, certified_accuracy(rows, rs), label=name)
+  ax.set_xlabel("ℓ2 radius (pixel space)")
+  ax.set_ylabel("certified accuracy")
+  ax.set_ylim(0, 1)
+  ax.grid(alpha=0.3)
+  ax.legend()
   save_figure(fig, out_png)
 
 

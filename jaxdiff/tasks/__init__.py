@@ -1,4 +1,5 @@
-"""Experiment tasks: ``run(config, workdir)`` dispatches on ``config.task``."""
+"""Experiment tasks: ``run(config, workdir)`` dispatches on ``config.task``. A task imports tasks.common and
+the library, never another task."""
 import importlib
 
 TASKS = {
@@ -7,6 +8,7 @@ TASKS = {
     "purification": "jaxdiff.tasks.purification:run_purification",
     "certify": "jaxdiff.tasks.certify:run_certify",
     "diff2": "jaxdiff.tasks.diff2:run_diff2",
+    "baddiffusion": "jaxdiff.tasks.baddiffusion:run_baddiffusion",
 }
 
 

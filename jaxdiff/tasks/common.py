@@ -1,80 +1,87 @@
-"""Pieces the tasks share: building/loading models from configs and exports, fingerprints, samplers."""
+"""What the tasks share: configs → schedules, models, purifiers and evaluation subsets; fingerprints."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
-import ml_collections
+import numpy as np
 
-from jaxdiff import diffusion
-from jaxdiff.io import load_params, save_params
-from jaxdiff.models import build_model, init_variables
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
-
-
-def resolve_path(path):
-  """'assets:digits/ddpm' → the shipped asset folder; other paths as given."""
-  if path and path.startswith("assets:"):
-    return os.path.join(ASSETS, path[len("assets:"):])
-  return path
+from jaxdiff import attacks, diffusion
+from jaxdiff.convert import load_model, model_digest
+from jaxdiff.fingerprints import OVERWRITE_HINT, differences
+from jaxdiff.io import is_writer
+from jaxdiff.data import make_source
+from jaxdiff.models import build_model, eps_fn_of, init_variables
+from jaxdiff.robust import Purifier
+from jaxdiff.train import IncompatibleCheckpointError
 
 
 def schedule_from_config(cfg):
+  """The diffusion schedule of a ``diffusion`` block (``schedule``, ``num_timesteps``)."""
   return diffusion.make_schedule(cfg.schedule, cfg.num_timesteps)
 
 
-def export_model(directory, kind, model_cfg, variables, extra=None):
-  """Saves params (+ BatchNorm stats) as safetensors with the model config beside them."""
-  meta = {"kind": kind, "model": model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)}
-  meta.update(extra or {})
-  save_params(directory, dict(variables), meta)
-
-
-def load_model(path, dtype=None):
-  """Loads an export of ``export_model`` or a diffusers UNet2DModel folder.
-
-  Returns (model, variables, meta). ``variables`` holds 'params' (and 'batch_stats' for classifiers).
-  """
-  path = resolve_path(path)
-  if os.path.isfile(os.path.join(path, "meta.json")):
-    meta, variables = load_params(path)
-    mcfg = ml_collections.ConfigDict(meta["model"])
-    if dtype is not None:
-      mcfg.dtype = dtype
-    return build_model(mcfg), variables, meta
-  from jaxdiff.convert import load_diffusers_unet
-  model, params = load_diffusers_unet(path, dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
-  meta = {"kind": "unet", "model": {"name": "unet", "source": "diffusers", "path": path},
-          "diffusion": {"schedule": "linear", "num_timesteps": 1000}}
-  return model, {"params": params}, meta
-
-
-def init_or_load(model_cfg, key, init_from=None):
-  """Fresh variables for ``model_cfg``, or loaded from ``init_from`` (must match the config)."""
-  if init_from:
-    model, variables, _ = load_model(init_from, dtype=model_cfg.get("dtype"))
-    return model, variables
+def init_or_load(model_cfg, key):
+  """(module, variables, model config dict): fresh for ``model_cfg``, or loaded from ``model_cfg.init_from``
+  (then the dict is the loaded model's own, which its fine-tuned exports record)."""
+  if model_cfg.init_from:
+    model, variables, meta = load_model(model_cfg.init_from, dtype=model_cfg.dtype, what="config.model.init_from")
+    return model, variables, meta["model"]
   model = build_model(model_cfg)
-  return model, init_variables(model, model_cfg, key)
+  return model, init_variables(model, model_cfg, key), model_cfg.to_dict()
 
 
-def eps_fn_of(model, params):
-  """ε_θ(x_t, t) with the signature the samplers expect (eval mode)."""
-  return lambda x, t: model.apply({"params": params}, x, t)
+def load_classifier(path, what="config.classifier.path"):
+  """(module, variables) of an exported classifier; ``module.apply(variables, x)`` gives logits of pixel x."""
+  model, variables, _ = load_model(path, kind="classifier", what=what)
+  return model, variables
+
+
+def load_denoiser(config):
+  """(U-Net module, params, meta) of ``config.purify.denoiser`` (a jaxdiff export or a diffusers folder)."""
+  model, variables, meta = load_model(config.purify.denoiser, dtype=config.purify.dtype or None, kind="unet",
+                                      what="config.purify.denoiser")
+  return model, variables["params"], meta
 
 
 def sampler_steps(purify_cfg, sampler):
   """Network calls for ``sampler`` from t̄: ``purify.sampler_steps[sampler]``, else ``purify.num_steps``;
   None (every index) when both are 0."""
-  own = purify_cfg.get("sampler_steps", {}).get(sampler, 0)
-  return int(own or purify_cfg.num_steps) or None
+  return int(purify_cfg.sampler_steps[sampler] or purify_cfg.num_steps) or None
+
+
+def purifier_from_config(config, denoiser, sampler, **override):
+  """The ``Purifier`` (DiffPure φ) of ``config.purify`` for one sampler; ``override`` replaces fields
+  (e.g. ``t_bar`` for Figure 4, ``num_steps=1`` for one-step denoising)."""
+  p = config.purify
+  pur = Purifier(denoiser, t_bar=p.t_bar, sampler=sampler, num_steps=sampler_steps(p, sampler), gradient=p.gradient,
+                 remat=p.remat, schedule=p.diffusion.schedule, num_timesteps=p.diffusion.num_timesteps)
+  return pur.replace(**override)
+
+
+def attack_fn(logits, params, a, attack, stochastic):
+  """``fn(x, y, key) -> x_adv``: ``attack`` ("pgd" | "autoattack") with the settings of ``config.attack``
+  (``a``) on the pure ``logits(params, x[, key])``; compiled once per ``logits`` (not per weights)."""
+  if attack == "pgd":
+    return lambda xb, yb, k: attacks.pgd_jit(logits, xb, yb, key=k, eps=a.eps, steps=a.pgd_steps, norm=a.norm,
+                                             eot=a.eot if stochastic else 1, stochastic=stochastic, params=params)
+  return lambda xb, yb, k: attacks.autoattack(
+      logits, xb, yb, key=k, eps=a.eps, norm=a.norm, version=a.autoattack_version, steps=a.aa_steps,
+      n_target_classes=a.aa_targets, square_queries=a.aa_queries, eot_iter=a.eot, stochastic=stochastic, params=params)
+
+
+def eval_subset(config):
+  """(x, y, idx): every ``eval.stride``-th test image, the first ``eval.num_examples`` of them (pixel space)."""
+  src = make_source(config.data, "test")
+  idx = np.arange(0, len(src), config.eval.stride)[:config.eval.num_examples]
+  x, y = src.get(idx)
+  return x, y, idx
 
 
 def make_sampler_fn(model, schedule, shape, sampler="ddim", num_steps=100):
-  """Jitted ``fn(params, key) -> images in pixel space [0, 1]``."""
+  """Jitted ``fn(params, key) -> images in pixel space [0, 1]`` (generation from x_T ~ N(0, I))."""
   @jax.jit
   def fn(params, key):
     x = diffusion.sample(eps_fn_of(model, params), schedule, key=key, shape=shape, sampler=sampler,
@@ -83,12 +90,36 @@ def make_sampler_fn(model, schedule, shape, sampler="ddim", num_steps=100):
   return fn
 
 
-def fingerprint(config, *fields):
-  """A JSON-able view of the config blocks that must match for a checkpoint to be reusable."""
+def fingerprint(config, *fields, models=None):
+  """A JSON-able view of the config fields (dotted paths) that must match for a checkpoint or a result to be
+  reusable; ``models`` {name: folder} adds the digests of the model files the result was computed with."""
   out = {}
   for f in fields:
     v = config
     for part in f.split("."):
       v = v[part]
     out[f] = v.to_dict() if hasattr(v, "to_dict") else v
+  if models:
+    out["models"] = {name: model_digest(path) for name, path in models.items()}
   return out
+
+
+CERTIFY_FIELDS = ("seed", "data", "purify.diffusion", "certify.n", "certify.n0", "certify.alpha", "certify.num_classes",
+                  "certify.batch_size", "certify.denoise_steps")  # what a CERTIFY row depends on, besides σ
+
+
+def reuse_export(export_dir, fp, overwrite):
+  """Params of a finished fine-tune's export when it was made under ``fp`` (its meta.json's "fingerprint"),
+  else None. An export of other settings is refused, or removed with ``overwrite``."""
+  if not os.path.exists(os.path.join(export_dir, "meta.json")):
+    return None
+  _, variables, meta = load_model(export_dir, kind="unet")
+  old = meta.get("fingerprint", meta.get("finetune_fingerprint", fp))  # older exports may carry none: accepted
+  if old == fp:
+    return variables["params"]
+  if not overwrite:
+    raise IncompatibleCheckpointError(f"{export_dir} was fine-tuned with other settings "
+                                   f"({'; '.join(differences(old, fp)[:4])}): {OVERWRITE_HINT}")
+  if is_writer():
+    shutil.rmtree(export_dir)
+  return None

@@ -6,22 +6,27 @@ saved beside the state; restoring into a workdir made by another configuration f
 """
 from __future__ import annotations
 
-import json
-
 import jax
 import orbax.checkpoint as ocp
 
+from jaxdiff.errors import IncompatibleResultsError
+from jaxdiff.fingerprints import OVERWRITE_HINT, canonical, differences
 from jaxdiff.parallel import replicated
 
 
-class IncompatibleCheckpointError(ValueError):
-  pass
+class IncompatibleCheckpointError(IncompatibleResultsError):
+  """A workdir's checkpoint (or export) was made under another configuration."""
 
 
 class Checkpointer:
-  def __init__(self, directory, *, fingerprint: dict, max_to_keep=3, save_every=1000, async_save=True):
-    self.fingerprint = json.loads(json.dumps(fingerprint))  # normalise tuples → lists
+  """Orbax checkpoints of a train state with the run's ``fingerprint``; ``overwrite`` replaces checkpoints
+  of another configuration instead of refusing them."""
+
+  def __init__(self, directory, *, fingerprint: dict, max_to_keep=3, save_every=1000, async_save=True,
+               overwrite=False):
+    self.fingerprint = canonical(fingerprint)
     self.save_every = save_every
+    self.overwrite = overwrite
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=async_save)
     self.manager = ocp.CheckpointManager(directory, options=options)
@@ -29,10 +34,12 @@ class Checkpointer:
   def latest_step(self):
     return self.manager.latest_step()
 
+  def due(self, step, force=False):
+    """Whether ``save(step, ..., force)`` would write a checkpoint."""
+    return (force or (step != 0 and step % self.save_every == 0)) and self.manager.latest_step() != step
+
   def save(self, step, state, force=False):
-    if not force and (step == 0 or step % self.save_every):
-      return False
-    if self.manager.latest_step() == step:
+    if not self.due(step, force):
       return False
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     meta=ocp.args.JsonSave(self.fingerprint)))
@@ -45,10 +52,14 @@ class Checkpointer:
       return None
     meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     if meta != self.fingerprint:
-      diff = sorted(k for k in set(meta) | set(self.fingerprint) if meta.get(k) != self.fingerprint.get(k))
+      if self.overwrite:
+        for s in self.manager.all_steps():
+          self.manager.delete(s)
+        return None
+      diff = differences(meta, self.fingerprint)
       raise IncompatibleCheckpointError(
           f"{self.manager.directory} holds a checkpoint (step {step}) of a different configuration "
-          f"(differs in: {', '.join(diff)}). Use a fresh --workdir, or restore the original config.")
+          f"({'; '.join(diff[:4])}{' …' if len(diff) > 4 else ''}): {OVERWRITE_HINT}")
     sh = replicated(mesh)
     abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), template)
     return self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]

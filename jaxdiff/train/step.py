@@ -15,15 +15,17 @@ from jaxdiff.train.state import TrainState, ema_update
 
 
 def make_train_step(apply_fn, loss_fn, optimizer, *, mesh, ema_decay=0.9999, donate=True):
-  """Returns jitted ``step(state, batch) -> (state, metrics)``.
+  """Returns jitted ``step(state, batch, frozen) -> (state, metrics)`` (``frozen`` may be None).
 
-  ``loss_fn(apply_fn, params, model_state, batch, key) -> (loss, (metrics, new_model_state))``: a
+  ``loss_fn(apply_fn, params, model_state, batch, key, frozen) -> (loss, (metrics, new_model_state))``: a
   scalar batch-mean loss; ``metrics`` a dict of scalars; ``new_model_state`` e.g. BatchNorm stats.
+  ``frozen``: weights the loss reads but does not train (surrogate classifiers, a teacher model), passed
+  as an argument (replicated), never captured as constants.
   """
-  def step(state: TrainState, batch):
+  def step(state: TrainState, batch, frozen):
     grad_fn = jax.value_and_grad(loss_fn, argnums=1, has_aux=True)
     (loss, (metrics, model_state)), grads = grad_fn(apply_fn, state.params, state.model_state, batch,
-                                                    state.step_key())
+                                                    state.step_key(), frozen)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state,
@@ -31,7 +33,7 @@ def make_train_step(apply_fn, loss_fn, optimizer, *, mesh, ema_decay=0.9999, don
     return new, {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
 
   rep, data = replicated(mesh), batch_sharded(mesh)
-  return jax.jit(step, in_shardings=(rep, data), out_shardings=(rep, rep),
+  return jax.jit(step, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
                  donate_argnums=(0,) if donate else ())
 
 
@@ -39,7 +41,8 @@ def diffusion_loss(schedule, t_max=None):
   """DDPM ε-loss on ``batch['image']`` (pixel [0, 1] → model space), dropout on."""
   from jaxdiff.diffusion import eps_loss
 
-  def loss_fn(apply_fn, params, model_state, batch, key):
+  def loss_fn(apply_fn, params, model_state, batch, key, frozen=None):
+    del frozen
     k_drop, k_loss = jax.random.split(key)
     eps_fn = lambda x, t: apply_fn({"params": params}, x, t, train=True, rngs={"dropout": k_drop})
     loss = eps_loss(eps_fn, schedule, 2.0 * batch["image"] - 1.0, k_loss, t_max=t_max)
@@ -49,7 +52,8 @@ def diffusion_loss(schedule, t_max=None):
 
 def classifier_loss(label_smoothing=0.0):
   """Cross-entropy of a classifier on pixel-space images; BatchNorm stats in ``model_state``."""
-  def loss_fn(apply_fn, params, model_state, batch, key):
+  def loss_fn(apply_fn, params, model_state, batch, key, frozen=None):
+    del frozen
     variables = {"params": params, **model_state}
     mutable = list(model_state.keys())
     out = apply_fn(variables, batch["image"], train=True, rngs={"dropout": key}, mutable=mutable)

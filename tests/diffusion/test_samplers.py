@@ -124,3 +124,26 @@ def test_eps_loss_zero_for_oracle_and_positive_otherwise():
   assert float(D.eps_loss(oracle, SCHED, x0, jax.random.key(0))) < 1e-8
   zero = lambda xt, t: jnp.zeros_like(xt)
   assert abs(float(D.eps_loss(zero, SCHED, x0, jax.random.key(0))) - 1) < 0.1
+
+
+def test_step_coefficients_are_exact_where_float32_cancels():
+  """The last steps of a full DDPM chain have β ≈ 1e-4, where 1 − ᾱ_a/ᾱ_b loses ~4 digits in float32: the
+  posterior variances must equal β̃_t = β_t(1 − ᾱ_{t−1})/(1 − ᾱ_t) computed from the betas themselves."""
+  from jaxdiff.diffusion.samplers import _coefficients
+  betas = np.linspace(1e-4, 0.02, 1000)  # float64, independent of the schedule's arrays
+  ac = np.cumprod(1 - betas)
+  a, b = np.array([3.0, 2.0, 1.0]), np.array([2.0, 1.0, 0.0])
+  c = _coefficients("ddpm", np.asarray(SCHED.alphas_cumprod), a, b, np)
+  want = betas[[3, 2, 1]] * (1 - ac[[2, 1, 0]]) / (1 - ac[[3, 2, 1]])
+  np.testing.assert_allclose(c["std"] ** 2, want, rtol=1e-9)
+  c = _coefficients("ddpm", np.asarray(SCHED.alphas_cumprod), a, b, np, variance="beta")
+  np.testing.assert_allclose(c["std"] ** 2, betas[[3, 2, 1]], rtol=1e-9)
+
+
+def test_traced_start_index_equals_static_one():
+  """Denoised smoothing at a traced σ runs the sampler from a traced t_start: same result as a static one."""
+  x = jax.random.normal(jax.random.key(5), (8, 4, 4, 1))
+  static = D.reverse(EPS, SCHED, x, key=jax.random.key(6), t_start=120, sampler="ddim", num_steps=5)
+  traced = jax.jit(lambda t: D.reverse(EPS, SCHED, x, key=jax.random.key(6), t_start=t, sampler="ddim",
+                                       num_steps=5))(jnp.float32(120))
+  np.testing.assert_allclose(traced, static, rtol=1e-4, atol=1e-5)

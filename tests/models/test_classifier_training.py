@@ -1,9 +1,8 @@
 """A digits classifier trained through the shared train step reaches > 90% test accuracy."""
-import jax
 
 from configs import classifier_digits
 from jaxdiff.data import digits_source
-from jaxdiff.tasks.common import load_model
+from jaxdiff.convert import load_model
 from jaxdiff.tasks.train import evaluate_classifier, train_classifier
 
 

@@ -2,7 +2,6 @@
 
 Votes for class 1 are Bernoulli(p) with p = Φ((v − ½)/σ) for pixel value v, so counts are Binomial(n, p).
 """
-import os
 
 import jax
 import jax.numpy as jnp

@@ -3,8 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.robust.analysis import TSV_HEADER, certified_accuracy, plot_certified, read_tsv
-from jaxdiff.tasks.certify import certify_dataset
+from jaxdiff.metrics import certified_accuracy
+from jaxdiff.report import plot_certified
+from jaxdiff.robust import TSV_HEADER, certify_dataset, read_tsv
 
 
 def base(x):
@@ -20,7 +21,7 @@ def _data():
 
 def _run(path, x, y, idx):
   certify_dataset(base, x, y, idx, str(path), key=jax.random.key(0), sigma=0.25, num_classes=2, n0=50, n=500,
-                  alpha=0.001, batch_size=500, images_per_call=2)
+                  alpha=0.001, batch_size=500)
 
 
 def test_resume_loses_and_duplicates_nothing(tmp_path):
@@ -44,6 +45,6 @@ def test_certified_accuracy_and_plot(tmp_path):
   p = tmp_path / "r.tsv"
   p.write_text("\t".join(TSV_HEADER) + "\n" + "0\t1\t1\t0.6\t1\t0.1\t900\n1\t0\t-1\t0\t0\t0.1\t400\n"
                "2\t1\t0\t0.9\t0\t0.1\t950\n3\t0\t0\t0.3\t1\t0.1\t700\n")
-  assert certified_accuracy(str(p), [0, 0.25, 0.5, 1.0]) == [0.5, 0.5, 0.25, 0.0]
-  plot_certified({"a": str(p)}, str(tmp_path / "plot.png"))
+  assert certified_accuracy(read_tsv(p), [0, 0.25, 0.5, 1.0]) == [0.5, 0.5, 0.25, 0.0]
+  plot_certified({"a": read_tsv(p)}, str(tmp_path / "plot.png"))
   assert (tmp_path / "plot.png").stat().st_size > 1000

@@ -59,12 +59,13 @@ def test_diff2_digits_tiny_end_to_end_and_resume(tmp_path):
   _check_report(wd, ("ddpm", "ode"))
   assert os.path.getsize(os.path.join(wd, "figure4.png")) > 1000
   assert r["sweep_t_bar"]["t_bar"] == [10] and "transfer" in r and set(r["one_step"]) == {"benign", "backdoored"}
-  from jaxdiff.robust.analysis import certified_accuracy, read_tsv
+  from jaxdiff.metrics import certified_accuracy
+  from jaxdiff.robust import read_tsv
   for m in ("benign", "backdoored"):  # Table 6 comes from resumable CERTIFY TSVs, one per (model, inputs)
     for k in ("clean", "trigger"):
       tsv = os.path.join(wd, "certify", f"{m}_{k}_sigma0.5.tsv")
       assert len(read_tsv(tsv)["idx"]) == 2
-      assert certified_accuracy(tsv, r["certification"]["radii"]) == r["certification"][m][k]
+      assert certified_accuracy(read_tsv(tsv), r["certification"]["radii"]) == r["certification"][m][k]
   trig = os.path.getmtime(os.path.join(wd, "trigger.npy"))
   exp = os.path.getmtime(os.path.join(wd, "finetune", "export", "params.safetensors"))
   # A rerun reuses the trigger and the fine-tuned model (evaluation kept minimal here).
@@ -134,6 +135,7 @@ def test_sweep_points_and_reuse_of_finished_points(tmp_path, monkeypatch):
   (a stored report with another sampler is re-evaluated, here caught by a sentinel)."""
   from configs import diff2_digits_figures
   from jaxdiff.tasks import diff2
+  from jaxdiff.tasks.diff2 import pipeline
   c = diff2_digits_figures.get_config()
   p = diff2.sweep_point_config(c, "trigger_size", 8)
   assert p.diff2.patch_size == 8 and p.diff2.alpha == c.diff2.alpha and p.certify.n == 0
@@ -154,7 +156,7 @@ def test_sweep_points_and_reuse_of_finished_points(tmp_path, monkeypatch):
   c.purify.samplers = ("ddim",)  # another config: both points run again
   main["purification"]["ddim"] = main["purification"]["ddpm"]
   calls = []
-  monkeypatch.setattr(diff2, "run_diff2", lambda cfg, wd: calls.append((cfg.diff2.alpha, cfg.purify.samplers)) or {
+  monkeypatch.setattr(pipeline, "run_diff2", lambda cfg, wd: calls.append((cfg.diff2.alpha, cfg.purify.samplers)) or {
       "purification": {"ddim": main["purification"]["ddpm"]}})
   diff2.run_sweep(c, str(tmp_path), "alpha", main)
   assert calls == [(0.1, ("ddim",)), (0.3, ("ddim",))]
@@ -174,15 +176,15 @@ def test_finetune_fingerprint_ignores_evaluation_only_keys():
 
 def test_sweep_values_are_checked():
   from configs import diff2_digits_figures, diff2_digits_warp
-  from jaxdiff.tasks.diff2 import check_diff2_config
+  from jaxdiff.tasks.config import validate
   c = diff2_digits_figures.get_config()
   c.diff2.sweep_alpha = (0.1, 1.5)
   with pytest.raises(ValueError, match="sweep_alpha"):
-    check_diff2_config(c.diff2)
+    validate(c)
   w = diff2_digits_warp.get_config()
   w.diff2.sweep_trigger_size = (4,)
   with pytest.raises(ValueError, match="sweep_trigger_size"):
-    check_diff2_config(w.diff2)
+    validate(w)
 
 
 def test_per_sampler_step_override():

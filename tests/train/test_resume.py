@@ -57,3 +57,23 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
   ck = Checkpointer(str(tmp_path), fingerprint={}, save_every=1)
   assert ck.latest_step() == 1
   np.testing.assert_array_equal(ck.restore_latest(state, make_mesh())["w"], state["w"])
+
+
+def test_diverging_run_stops_at_the_first_nan_and_keeps_the_last_good_checkpoint(tmp_path):
+  from jaxdiff.errors import NonFiniteError
+  from jaxdiff.train import Checkpointer
+  wd = str(tmp_path / "wd")
+  good = tiny_ddpm_config(4)
+  train_ddpm(good, wd)  # checkpoints at steps 2 and 4, finite
+  bad = tiny_ddpm_config(8)
+  bad.optim.lr = 1e30  # the next step throws the weights to ~1e28 (lr in warm-up): the loss overflows
+  with pytest.raises(NonFiniteError, match=r"step [56] .*loss=(nan|inf).*batch rows \[") as e:
+    train_ddpm(bad, wd)
+  assert "newest checkpoint (step 4)" in str(e.value)
+  ck = Checkpointer(os.path.join(wd, "checkpoints"), fingerprint={}, save_every=2)
+  assert ck.latest_step() == 4
+  ck.close()
+  from jaxdiff.convert import load_model
+  assert load_model(os.path.join(wd, "export"))[2]["steps"] == 4  # the good run's export, finite, untouched
+  rows = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+  assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)

@@ -24,7 +24,7 @@ def _run(devices, loss_fn, model, variables, batch, steps=3, model_state=None):
   step = make_train_step(model.apply, loss_fn, opt, mesh=mesh, ema_decay=0.9)
   losses = []
   for _ in range(steps):
-    state, m = step(state, batch)
+    state, m = step(state, batch, None)
     losses.append(float(m["loss"]))
   return state, losses
 
@@ -46,7 +46,7 @@ def test_sharded_diffusion_step_matches_single_device():
 
 @pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 devices")
 def test_sharded_classifier_step_with_batchnorm_matches_single_device():
-  from jaxdiff.models.classifiers import SimpleCNN
+  from jaxdiff.models.cnn import SimpleCNN
   model = SimpleCNN(10, (8,))
   variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
   batch = {"image": jax.random.uniform(jax.random.key(1), (16, 8, 8, 1)),

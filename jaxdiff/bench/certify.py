@@ -2,58 +2,56 @@
 reference PyTorch tools' structure: host noise, one call per batch, labels back to the host)."""
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from jaxdiff import diffusion
-from jaxdiff.bench import flops_of, throughput_record
+from jaxdiff.bench.timing import flops_of, throughput_record
+from jaxdiff.functional import jit_apply
 from jaxdiff.models import build_model, count_params, init_variables
-from jaxdiff.robust import denoised_classifier, sample_counts
+from jaxdiff.robust import DenoisedClassifier, sample_counts
 
 CLASSIFIERS = {"resnet50": dict(name="resnet50"), "vit": dict(name="vit_small"),
                "tiny": dict(name="cnn", widths=(16, 32))}
 
 
-def build_denoised_classifier(unet_cfg, cls_cfg, sigma=0.5, key=0):
-  unet = build_model(unet_cfg)
-  up = init_variables(unet, unet_cfg, jax.random.key(key))["params"]
-  clf = build_model(cls_cfg)
-  cv = init_variables(clf, cls_cfg, jax.random.key(key + 1))
-  sched = diffusion.linear_schedule()
-  eps_fn = lambda x, t: unet.apply({"params": up}, x, t)
-  classify = lambda x: clf.apply(cv, x, train=False)
-  return denoised_classifier(eps_fn, sched, classify, sigma), count_params(up) + count_params(cv["params"])
+def build_denoised_classifier(unet_cfg, cls_cfg, key=0):
+  """(DenoisedClassifier, random-weight params, parameter count) for the benchmark."""
+  unet, clf = build_model(unet_cfg), build_model(cls_cfg)
+  params = {"denoiser": init_variables(unet, unet_cfg, jax.random.key(key))["params"],
+            "classifier": init_variables(clf, cls_cfg, jax.random.key(key + 1))}
+  return DenoisedClassifier(unet, clf), params, count_params(params["denoiser"]) + count_params(
+      params["classifier"]["params"])
 
 
 def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=0.5, iters=1):
   """draws/s and s/image at N = n for our loop and for the host-loop baseline, in one run."""
-  base, nparams = build_denoised_classifier(unet_cfg, cls_cfg, sigma)
+  base, params, nparams = build_denoised_classifier(unet_cfg, cls_cfg)
   shape = (1, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels)
   x = jax.random.uniform(jax.random.key(2), shape)
   # Ours: one jitted loop over n draws of one image, `batch` draws per network call.
-  run = lambda k: sample_counts(base, x, key=k, sigma=sigma, num_classes=10, num=n, batch_size=batch)
+  run = lambda k: sample_counts(base, x, key=k, sigma=sigma, num_classes=10, num=n, batch_size=batch, params=params)
   jax.block_until_ready(run(jax.random.key(0)))  # compile
   t = time.perf_counter()
   for i in range(iters):
     jax.block_until_ready(run(jax.random.key(i + 1)))
   ours = (time.perf_counter() - t) / iters
   # FLOPs per draw from one network call of `batch` draws.
-  one_call = jax.jit(base)
+  one_call = functools.partial(jit_apply, base)
   xb = jnp.repeat(x, batch, 0)
-  flops = flops_of(one_call, xb)
+  flops = flops_of(jax.jit(base), params, xb, sigma)
   # Baseline: host loop, host noise, one call per batch, labels copied back, counts on the host.
-  jax.block_until_ready(one_call(xb))
+  jax.block_until_ready(one_call(params, xb, sigma))
   rng = np.random.default_rng(0)
   t = time.perf_counter()
   counts = np.zeros(10, np.int64)
   for s in range(0, n, batch):
     m = min(batch, n - s)
     noisy = np.repeat(np.asarray(x), batch, 0) + sigma * rng.standard_normal((batch,) + shape[1:]).astype(np.float32)
-    labels = np.asarray(one_call(jnp.asarray(noisy)))[:m]
+    labels = np.asarray(one_call(params, jnp.asarray(noisy), sigma))[:m]
     counts += np.bincount(labels, minlength=10)
   base_s = time.perf_counter() - t
   per_draw = flops / batch if flops else None

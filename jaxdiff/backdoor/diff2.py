@@ -1,6 +1,9 @@
 """DIFF2 (Li et al., "Watch the Watchers"): trigger optimisation (Alg. 1 l.1–3, Eq. 10; universal or
 input-specific, §5.5) and the backdoor fine-tuning losses (Alg. 1 l.4–8; Alg. 2 / Eq. 13; poisoning;
-TrojDiff-adapted schemes, Eq. 14), model space for the denoiser."""
+TrojDiff-adapted schemes, Eq. 14), model space for the denoiser.
+
+Surrogate classifiers are pure functions: ``f(x)`` closures, or ``f(params, x)`` with their weights
+passed as ``params`` (one sequence entry per surrogate), so the compiled steps take weights as arguments."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,18 +14,24 @@ import jax.numpy as jnp
 import optax
 
 from jaxdiff.attacks.common import cross_entropy
-from jaxdiff.data.triggers import blend
+from jaxdiff.backdoor.triggers import blend
+from jaxdiff.functional import bind
 from jaxdiff.parallel import batch_sharded, replicated
 
 
-def trigger_loss(surrogates, r, x, y, *, alpha, mask=None, targeted=False, target_class=0):
+def bind_all(surrogates, params):
+  """Closures f(x) of the surrogates, with their weights bound when ``params`` is given."""
+  return [bind(f, p) for f, p in zip(surrogates, [None] * len(surrogates) if params is None else params)]
+
+
+def trigger_loss(surrogates, r, x, y, *, alpha, mask=None, targeted=False, target_class=0, params=None):
   """Σ_f ℓ(f(x_r), ·) (Eq. 10): minimising it makes x_r adversarial for every surrogate f.
 
   Untargeted: −CE(f(x_r), y) (maximise CE on the true label); targeted: CE(f(x_r), y*).
   """
   xr = jnp.clip(blend(x, r, alpha, mask), 0.0, 1.0)
   total = 0.0
-  for f in surrogates:
+  for f in bind_all(surrogates, params):
     logits = f(xr)
     total = total + (jnp.mean(cross_entropy(logits, jnp.full_like(y, target_class))) if targeted
                      else -jnp.mean(cross_entropy(logits, y)))
@@ -30,41 +39,42 @@ def trigger_loss(surrogates, r, x, y, *, alpha, mask=None, targeted=False, targe
 
 
 def optimize_trigger(surrogates, batches, *, key, shape, alpha, steps, lr=0.1, mask=None, targeted=False,
-                     target_class=0, mesh=None, log=None):
+                     target_class=0, mesh=None, log=None, params=None):
   """Adam on a universal trigger r ∈ [0, 1]^shape (clipped after each step). ``batches`` yields
   (x, y) pixel-space device arrays (sharded over ``mesh``); returns r (replicated)."""
   opt = optax.adam(lr)
   r = jax.random.uniform(key, shape)
   state = opt.init(r)
 
-  def step(r, state, x, y):
+  def step(r, state, x, y, params):
     loss, g = jax.value_and_grad(lambda r_: trigger_loss(surrogates, r_, x, y, alpha=alpha, mask=mask,
-                                                         targeted=targeted, target_class=target_class))(r)
+                                                         targeted=targeted, target_class=target_class,
+                                                         params=params))(r)
     upd, state = opt.update(g, state, r)
     return jnp.clip(optax.apply_updates(r, upd), 0.0, 1.0), state, loss
 
   if mesh is not None:
     rep, dat = replicated(mesh), batch_sharded(mesh)
-    step = jax.jit(step, in_shardings=(rep, rep, dat, dat), out_shardings=(rep, rep, rep))
+    step = jax.jit(step, in_shardings=(rep, rep, dat, dat, rep), out_shardings=(rep, rep, rep))
   else:
     step = jax.jit(step)
   for i, (x, y) in zip(range(steps), batches):
-    r, state, loss = step(r, state, x, y)
+    r, state, loss = step(r, state, x, y, params)
     if log is not None and (i + 1) % max(1, steps // 10) == 0:
       log(i + 1, {"trigger_loss": float(loss)})
   return r
 
 
-def input_specific_trigger(surrogates, x, *, alpha, steps=10, targeted=False, target_class=0):
+def input_specific_trigger(surrogates, x, *, alpha, steps=10, targeted=False, target_class=0, params=None):
   """Per-input triggers (§5.5, Table 19): for each x, r_x ∈ [0, 1] by signed-gradient PGD on the
   trigger loss (Eq. 10) with x_r = (1 − α)x + αr_x. Untargeted attacks the surrogates' own prediction,
   so no labels are needed. x [B, H, W, C] pixel space → x_r, same shape."""
-  y = jnp.argmax(sum(jax.nn.log_softmax(f(x)) for f in surrogates), -1)
+  y = jnp.argmax(sum(jax.nn.log_softmax(f(x)) for f in bind_all(surrogates, params)), -1)
   step = 2.5 / max(steps, 1)  # r lives in [0, 1]: PGD's usual 2.5·radius/steps
 
   def body(_, r):
     g = jax.grad(lambda r_: trigger_loss(surrogates, r_, x, y, alpha=alpha, targeted=targeted,
-                                         target_class=target_class))(r)
+                                         target_class=target_class, params=params))(r)
     return jnp.clip(r - step * jnp.sign(g), 0.0, 1.0)
 
   r = jax.lax.fori_loop(0, steps, body, jnp.full_like(x, 0.5))
@@ -73,7 +83,8 @@ def input_specific_trigger(surrogates, x, *, alpha, steps=10, targeted=False, ta
 
 @dataclasses.dataclass(frozen=True)
 class InputSpecificTrigger:
-  """Trigger whose ``apply(x)`` optimises a fresh r for every input (see ``input_specific_trigger``)."""
+  """Trigger whose ``apply(x, params)`` optimises a fresh r for every input (see ``input_specific_trigger``);
+  ``params``: the surrogates' weights when they are pure functions ``f(params, x)``."""
   surrogates: Sequence[Callable]
   alpha: float
   steps: int = 10
@@ -81,9 +92,9 @@ class InputSpecificTrigger:
   target_class: int = 0
   kind: str = "input_specific"
 
-  def apply(self, x):
+  def apply(self, x, params=None):
     return input_specific_trigger(self.surrogates, x, alpha=self.alpha, steps=self.steps,
-                                  targeted=self.targeted, target_class=self.target_class)
+                                  targeted=self.targeted, target_class=self.target_class, params=params)
 
 
 SCHEMES = ("diff2", "trojdiff_patch", "trojdiff_adversarial")
@@ -108,7 +119,9 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
 
   Default (Alg. 1 with §3.4 refinements): ‖ε − ε_θ(x_t, t)‖² + λ‖ε* − ε_θ(x_{r,s}, s)‖², t ~ U{1..T},
   s ~ U{1..t_trunc}, ε* = ε when ``entangled``.
-  ``reverse_target(x_r, key)`` (Alg. 2, Eq. 13): the reverse process should output x̃_r (e.g. an
+  ``trigger_apply(x, frozen)`` maps clean pixels to trigger inputs; ``frozen`` is the train step's frozen
+  argument (the surrogates' weights, for input-specific triggers and reverse targets; may be None).
+  ``reverse_target(x_r, key, frozen)`` (Alg. 2, Eq. 13): the reverse process should output x̃_r (e.g. an
   adversarial version of a patched x_r): ε* = (x_{r,s} − √ᾱ_s x̃_r)/√(1−ᾱ_s).
   ``poison_rate`` p (poisoning-based DIFF2): no trigger term; a fraction p of the batch is replaced by
   trigger inputs trained with the plain DDPM loss.
@@ -122,12 +135,12 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
   if scheme != "diff2" and noise_trigger is None:
     raise ValueError(f"scheme {scheme!r} needs noise_trigger (the pattern r of Eq. 14, pixel space)")
 
-  def loss_fn(apply_fn, params, model_state, batch, key):
+  def loss_fn(apply_fn, params, model_state, batch, key, frozen=None):
     x = batch["image"]
     k_drop, k_in, k_tgt, k_p = jax.random.split(key, 4)
     eps_fn = lambda z, t: apply_fn({"params": params}, z, t, train=True, rngs={"dropout": k_drop})
     mse = lambda a, c: jnp.mean((a - c) ** 2, axis=tuple(range(1, x.ndim)))
-    xr = trigger_apply(x)
+    xr = trigger_apply(x, frozen)
     if poison_rate is not None:
       poisoned = jax.random.bernoulli(k_p, poison_rate, x.shape[:1]).reshape((-1,) + (1,) * (x.ndim - 1))
       d = diff2_inputs(schedule, jnp.where(poisoned, xr, x), xr, k_in, t_trunc=t_trunc)
@@ -142,7 +155,7 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
       xr_s = schedule.q_sample(2 * base - 1, d["s"], shifted)
       target = schedule.predict_eps(xr_s, d["s"], 2 * xr - 1) if scheme == "trojdiff_patch" else d["noise"]
     elif reverse_target is not None:
-      x_tilde = jax.lax.stop_gradient(reverse_target(xr, k_tgt))
+      x_tilde = jax.lax.stop_gradient(reverse_target(xr, k_tgt, frozen))
       target = schedule.predict_eps(xr_s, d["s"], 2 * x_tilde - 1)
     trig = jnp.mean(mse(eps_fn(xr_s, d["s"]), target))
     return clean + lam * trig, ({"clean_loss": clean, "trigger_loss": trig}, model_state)

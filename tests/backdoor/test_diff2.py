@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from jaxdiff import diffusion
-from jaxdiff.attacks.diff2 import (diff2_inputs, diff2_loss, input_specific_trigger, optimize_trigger,
-                                  trigger_loss)
-from jaxdiff.data import triggers
+from jaxdiff.backdoor import diff2_inputs, diff2_loss, input_specific_trigger, optimize_trigger, trigger_loss
+from jaxdiff.backdoor import triggers
 
 SCHED = diffusion.linear_schedule()
 
@@ -51,7 +50,7 @@ def _oracle_apply(variables, z, t, train=False, rngs=None):
 
 def test_loss_is_zero_for_the_oracle_and_reverse_target_maps_to_x_tilde():
   x = jnp.full((8, 4, 4, 1), 0.5)
-  loss_fn = diff2_loss(SCHED, lambda z: z, lam=1.0)
+  loss_fn = diff2_loss(SCHED, lambda z, _: z, lam=1.0)
   loss, (m, _) = loss_fn(_oracle_apply, {}, {}, {"image": x}, jax.random.key(0))
   assert float(loss) < 1e-8
   # Eq. 13: the ε* target makes the one-step x̂0 of the trigger latent equal x̃_r.
@@ -59,10 +58,10 @@ def test_loss_is_zero_for_the_oracle_and_reverse_target_maps_to_x_tilde():
   d = diff2_inputs(SCHED, x, x, jax.random.key(1))
   eps_star = SCHED.predict_eps(d["xr_s"], d["s"], 2 * x_tilde - 1)
   np.testing.assert_allclose(SCHED.predict_x0(d["xr_s"], d["s"], eps_star), 2 * x_tilde - 1, atol=1e-4)
-  loss_fn = diff2_loss(SCHED, lambda z: z, lam=1.0, reverse_target=lambda xr, k: x_tilde)
+  loss_fn = diff2_loss(SCHED, lambda z, _: z, lam=1.0, reverse_target=lambda xr, k, _: x_tilde)
   loss, (m, _) = loss_fn(_oracle_apply, {}, {}, {"image": x}, jax.random.key(0))
   assert float(m["clean_loss"]) < 1e-8 and float(m["trigger_loss"]) > 0.01
-  poison = diff2_loss(SCHED, lambda z: z, poison_rate=0.5)
+  poison = diff2_loss(SCHED, lambda z, _: z, poison_rate=0.5)
   _, (m, _) = poison(_oracle_apply, {}, {}, {"image": jnp.full((256, 2, 2, 1), 0.5)}, jax.random.key(0))
   assert 0.35 < float(m["poisoned_fraction"]) < 0.65
 
@@ -100,14 +99,14 @@ def test_trojdiff_schemes_closed_form_on_the_oracle(scheme, gamma, v):
   the oracle predicts γε + ρ. Adversarial scheme (target ε): E‖·‖² = (γ − 1)² + ρ²; patching scheme
   (target reverses to x_r = x): exactly 0."""
   x = jnp.full((256, 4, 4, 1), 0.5)
-  loss_fn = diff2_loss(SCHED, lambda z: z, scheme=scheme, noise_trigger=jnp.full((4, 4, 1), v), gamma=gamma)
+  loss_fn = diff2_loss(SCHED, lambda z, _: z, scheme=scheme, noise_trigger=jnp.full((4, 4, 1), v), gamma=gamma)
   _, (m, _) = loss_fn(_oracle_apply, {}, {}, {"image": x}, jax.random.key(0))
   rho = 2 * v - 1
   expected = (gamma - 1) ** 2 + rho ** 2 if scheme == "trojdiff_adversarial" else 0.0
   assert float(m["clean_loss"]) < 1e-8
   assert float(m["trigger_loss"]) == pytest.approx(expected, abs=0.02)
   with pytest.raises(ValueError, match="noise_trigger"):
-    diff2_loss(SCHED, lambda z: z, scheme=scheme)
+    diff2_loss(SCHED, lambda z, _: z, scheme=scheme)
 
 
 def test_input_specific_triggers_stay_in_the_blend_set_and_fool_the_surrogate():

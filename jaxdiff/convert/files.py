@@ -1,0 +1,44 @@
+"""Reading tensors safely: safetensors only, every file checked (readable, finite) and named in errors."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxdiff.errors import ModelFileError, NonFiniteError
+
+
+def flatten_params(tree, leaf=np.asarray) -> dict:
+  """{'a/b/c': leaf(array)} for a nested parameter tree (the key layout of our safetensors files)."""
+  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf(v)
+          for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def unflatten_params(flat: dict) -> dict:
+  out = {}
+  for key, v in flat.items():
+    node = out
+    *parents, leaf = key.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = v
+  return out
+
+
+def check_finite(flat: dict, where: str):
+  """Raises ``NonFiniteError`` naming ``where`` and the first tensor holding NaN or Inf."""
+  for k, v in flat.items():
+    if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.all(np.isfinite(v)):
+      bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+      raise NonFiniteError(f"{where}: tensor {k!r} holds {bad} non-finite value(s) (NaN/Inf); "
+                           "these weights cannot be used")
+
+
+def read_safetensors(path) -> dict:
+  """Tensors of a safetensors file as numpy arrays; a truncated or corrupt file raises ``ModelFileError``."""
+  from safetensors.numpy import load_file  # plain tensors; never executes code
+  try:
+    flat = load_file(path)
+  except Exception as e:  # SafetensorError (truncated/corrupt header), OSError
+    raise ModelFileError(f"{path} is not a readable safetensors file ({e}); re-export or re-download it") from e
+  check_finite(flat, str(path))
+  return flat

@@ -1,0 +1,405 @@
+"""Experiment configs: every block's defaults, and next to it the table of rules its values must satisfy.
+
+``configs/default.py`` re-exports ``get_config`` and the ``add_*`` block helpers; experiment files start from
+them. ``validate(config)`` checks a whole config (types, ranges, names, cross-field rules, files that must
+exist) before a task loads anything and raises ``ConfigError`` with one line naming the field:
+"config.certify.n = 0: must be ≥ 1".
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+
+from jaxdiff.convert import resolve_path
+from jaxdiff.diffusion import SAMPLERS
+from jaxdiff.errors import ConfigError
+from jaxdiff.models import classifier_names
+
+# ---------------------------------------------------------------- rules (the declarative form)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """``config.<path>`` must satisfy ``ok(value, config)``; ``must`` says how, for the message. ``when(config)``
+  limits the rule to some tasks or settings."""
+  path: str
+  ok: Callable[[Any, Any], bool]
+  must: str | Callable[[], str]  # a callable when the message needs the run's state (e.g. the device count)
+  when: Callable[[Any], bool] = lambda c: True
+
+
+def _is_int(v):
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(path, lo=None, hi=None, **kw):
+  must = "must be an integer" + (f" ≥ {lo}" if lo is not None else "") + (f" and ≤ {hi}" if hi is not None else "")
+  return Rule(path, lambda v, c: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi), must, **kw)
+
+
+def number(path, lo=None, hi=None, lo_open=False, hi_open=False, **kw):
+  def ok(v, c):
+    return _is_num(v) and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
+  lo_s = "" if lo is None else (f" > {lo:g}" if lo_open else f" ≥ {lo:g}")
+  hi_s = "" if hi is None else (f" < {hi:g}" if hi_open else f" ≤ {hi:g}")
+  return Rule(path, ok, "must be a number" + lo_s + (" and" if lo_s and hi_s else "") + hi_s, **kw)
+
+
+def one_of(path, choices, **kw):
+  choices = tuple(choices)
+  return Rule(path, lambda v, c: v in choices, f"must be one of {', '.join(map(repr, choices))}", **kw)
+
+
+def each(path, rule_of_value, must, nonempty=True, **kw):
+  def ok(v, c):
+    return isinstance(v, (tuple, list)) and (len(v) > 0 or not nonempty) and all(rule_of_value(x) for x in v)
+  return Rule(path, ok, ("must be a non-empty list whose values " if nonempty else "values ") + must, **kw)
+
+
+def _model_folder(v):
+  p = resolve_path(v)
+  return bool(p) and os.path.isdir(p) and (
+      os.path.isfile(os.path.join(p, "meta.json")) or
+      any(os.path.isfile(os.path.join(p, sub, "diffusion_pytorch_model.safetensors")) for sub in ("", "unet")))
+
+
+def model_folder(path, what, **kw):
+  """A folder holding a model: a jaxdiff export (params.safetensors + meta.json) or a diffusers folder."""
+  return Rule(path, lambda v, c: _model_folder(v), f"must name an existing {what}; set --config.{path}=DIR", **kw)
+
+
+def task_is(*names):
+  return lambda c: c.task in names
+
+
+def _get(config, path):
+  v = config
+  for part in path.split("."):
+    v = v[part]
+  return v
+
+
+def _has(config, path):
+  v = config
+  for part in path.split("."):
+    if not hasattr(v, "keys") or part not in v:
+      return False
+    v = v[part]
+  return True
+
+
+def validate(config, rules=None):
+  """Checks every rule whose field exists in ``config``; raises ``ConfigError`` on the first violation."""
+  for r in RULES if rules is None else rules:
+    if not _has(config, r.path) or not r.when(config):
+      continue
+    v = _get(config, r.path)
+    try:
+      good = r.ok(v, config)
+    except (TypeError, ValueError, KeyError, AttributeError):
+      good = False
+    if not good:
+      must = r.must() if callable(r.must) else r.must
+      if v == "":
+        raise ConfigError(f"config.{r.path} is empty: it {must}")
+      shown = "{...}" if isinstance(v, ml_collections.ConfigDict) else repr(tuple(v) if isinstance(v, list) else v)
+      raise ConfigError(f"config.{r.path} = {shown}: {must}")
+
+
+# ---------------------------------------------------------------- base blocks
+
+
+def get_config():
+  """Defaults every experiment shares: task, seed, data, model (Ho et al.'s CIFAR-10 U-Net), diffusion,
+  optimiser and training."""
+  c = ml_collections.ConfigDict()
+  c.task = "train_ddpm"
+  c.seed = 0
+  c.overwrite = False  # True: replace checkpoints and results a workdir holds from other settings
+
+  c.data = ml_collections.ConfigDict(dict(
+      name="cifar10",       # cifar10 | cifar100 | celeb_a (tfds) | cifar10_archive | cifar100_archive | digits | synthetic
+      image_size=32, data_dir="", path="", num_examples=1024, channels=3, num_classes=10))
+
+  c.model = ml_collections.ConfigDict(dict(  # Ho et al. CIFAR-10 U-Net
+      name="unet", image_size=32, in_channels=3, base_channels=128, channel_mults=(1, 2, 2, 2),
+      attention_resolutions=(16,), layers_per_block=2, norm_num_groups=32, dropout=0.1,
+      dtype="float32", init_from=""))
+
+  c.diffusion = ml_collections.ConfigDict(dict(schedule="linear", num_timesteps=1000))
+
+  c.optim = ml_collections.ConfigDict(dict(  # DDPM: Adam 2e-4, 5k warm-up, clip 1
+      name="adam", lr=2e-4, warmup_steps=5000, decay="constant", grad_clip=1.0, weight_decay=0.0,
+      momentum=0.9))
+
+  c.train = ml_collections.ConfigDict(dict(
+      num_steps=800_000, batch_size=128, ema_decay=0.9999, log_every=100, checkpoint_every=5000,
+      keep_checkpoints=3, sample_every=10_000, num_samples=64, sample_sampler="ddim", sample_steps=100,
+      grid_scale=1, eval_every=1000, stop_at=0, label_smoothing=0.0,
+      use_ema=False))  # fine-tunes (DIFF2) export the EMA weights instead of the last ones
+  # PGD adversarial training of classifiers (DIFF2 §5: ℓ∞ 8/255, step 2/255, 8 steps)
+  c.train.adversarial = ml_collections.ConfigDict(dict(enabled=False, eps=8 / 255, step_size=2 / 255, steps=8))
+  return c
+
+
+TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion")
+DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "cifar10_archive", "cifar100_archive", "digits", "synthetic")
+_training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion")
+
+BASE_RULES = [
+    one_of("task", TASKS),
+    integer("seed", 0),
+    one_of("overwrite", (False, True)),
+    one_of("data.name", DATASETS),
+    integer("data.image_size", 1),
+    Rule("data.path", lambda v, c: os.path.isfile(v), "must be the path of a CIFAR python archive (…-python.tar.gz)",
+         when=lambda c: c.data.name.endswith("_archive")),
+    integer("data.num_examples", 1, when=lambda c: c.data.name == "synthetic"),
+    integer("data.channels", 1),
+    integer("data.num_classes", 2),
+    one_of("model.name", ("unet",) + tuple(classifier_names())),
+    integer("model.image_size", 1),
+    integer("model.in_channels", 1),
+    one_of("model.dtype", ("float32", "bfloat16")),
+    Rule("model.init_from", lambda v, c: not v or _model_folder(v), "must be empty or name an existing model export"),
+    one_of("diffusion.schedule", ("linear", "cosine")),
+    integer("diffusion.num_timesteps", 2),
+    one_of("optim.name", ("adam", "adamw", "sgd"), when=_training),
+    number("optim.lr", 0, lo_open=True, when=_training),
+    integer("optim.warmup_steps", 0),
+    one_of("optim.decay", ("constant", "cosine")),
+    number("optim.grad_clip", 0),
+    number("optim.weight_decay", 0),
+    number("optim.momentum", 0, 1),
+    integer("train.num_steps", 1, when=_training),
+    integer("train.batch_size", 1, when=_training),
+    Rule("train.batch_size", lambda v, c: v % jax.device_count() == 0,
+         lambda: f"must be divisible by the {jax.device_count()} devices (pick a multiple)", when=_training),
+    number("train.ema_decay", 0, 1, hi_open=True),
+    integer("train.log_every", 1),
+    integer("train.checkpoint_every", 1),
+    integer("train.keep_checkpoints", 1),
+    integer("train.sample_every", 0),
+    integer("train.num_samples", 1),
+    one_of("train.sample_sampler", SAMPLERS),
+    integer("train.sample_steps", 1),
+    integer("train.eval_every", 0),
+    integer("train.stop_at", 0),
+    number("train.label_smoothing", 0, 1, hi_open=True),
+    number("train.adversarial.eps", 0),
+    number("train.adversarial.step_size", 0, lo_open=True),
+    integer("train.adversarial.steps", 1),
+]
+
+# ---------------------------------------------------------------- evaluation blocks
+
+
+def add_evaluation(c, *, denoiser, classifier, samplers=("ddpm",), t_bar=75, num_steps=0):
+  """Blocks shared by purification / certification / DIFF2 evaluation configs. ``denoiser``/``classifier``:
+  model folders ("assets:digits/ddpm" for the shipped ones; "" where the user must supply one)."""
+  c.classifier = ml_collections.ConfigDict(dict(path=classifier))
+  c.purify = ml_collections.ConfigDict(dict(
+      denoiser=denoiser, dtype="", samplers=tuple(samplers), t_bar=t_bar, num_steps=num_steps,
+      sampler_steps=dict(ddpm=0, ddim=0, sde=0, ode=0),  # per-sampler override of num_steps (0: use it)
+      gradient="full", remat=True, diffusion=dict(schedule="linear", num_timesteps=1000),
+      one_step=False))  # DIFF2 Table 7: also evaluate one-shot x̂0 from t̄
+  c.attack = ml_collections.ConfigDict(dict(
+      eps=8 / 255, norm="linf", pgd_steps=20, eot=1, autoattack=True, autoattack_version="rand",
+      aa_steps=100, aa_targets=9, aa_queries=5000))
+  c.eval = ml_collections.ConfigDict(dict(num_examples=512, stride=1, batch_size=64, grid_scale=4,
+                                          robust_examples=512))  # inputs attacked for robust accuracy (DIFF2)
+  return c
+
+
+def _steps_fit(sampler):
+  return lambda v, c: v == 0 or sampler not in ("ddpm", "ddim") or v <= c.purify.t_bar
+
+
+EVALUATION_RULES = [
+    model_folder("classifier.path", "classifier export (params.safetensors + meta.json; train one with "
+                 "configs/classifier_digits.py)"),
+    model_folder("purify.denoiser", "denoiser: a jaxdiff U-Net export or a diffusers folder (config.json + "
+                 "diffusion_pytorch_model.safetensors)"),
+    one_of("purify.dtype", ("", "float32", "bfloat16")),
+    each("purify.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
+    Rule("purify.t_bar", lambda v, c: _is_int(v) and 1 <= v <= c.purify.diffusion.num_timesteps,
+         "must be an integer timestep in [1, purify.diffusion.num_timesteps]"),
+    integer("purify.num_steps", 0),
+    Rule("purify.num_steps", lambda v, c: v <= c.purify.t_bar or not set(c.purify.samplers) & {"ddpm", "ddim"},
+         "must be ≤ purify.t_bar for the discrete samplers (ddpm, ddim)"),
+    *[integer(f"purify.sampler_steps.{s}", 0) for s in SAMPLERS],
+    *[Rule(f"purify.sampler_steps.{s}", _steps_fit(s), "must be ≤ purify.t_bar") for s in ("ddpm", "ddim")],
+    one_of("purify.gradient", ("full", "bpda")),
+    one_of("purify.diffusion.schedule", ("linear", "cosine")),
+    integer("purify.diffusion.num_timesteps", 2),
+    number("attack.eps", 0),
+    one_of("attack.norm", ("linf", "l2")),
+    integer("attack.pgd_steps", 0),
+    integer("attack.eot", 1),
+    one_of("attack.autoattack_version", ("standard", "rand")),
+    integer("attack.aa_steps", 1),
+    integer("attack.aa_targets", 1),
+    integer("attack.aa_queries", 1),
+    integer("eval.num_examples", 1),
+    integer("eval.stride", 1),
+    integer("eval.batch_size", 1),
+    integer("eval.grid_scale", 1),
+    integer("eval.robust_examples", 0),
+]
+
+
+def add_certification(c, *, sigmas=(0.25, 0.5, 1.0), n=10_000, n0=100, alpha=0.001, num_classes=10):
+  c.certify = ml_collections.ConfigDict(dict(
+      sigmas=tuple(sigmas), n=n, n0=n0, alpha=alpha, num_classes=num_classes, batch_size=1000,
+      denoise_steps=1, radii=(0.0, 0.25, 0.5, 0.75, 1.0),
+      num_images=500))  # DIFF2 Table 6: images certified per (model, inputs)
+  return c
+
+
+CERTIFY_RULES = [
+    each("certify.sigmas", lambda s: _is_num(s) and s > 0, "are noise levels σ > 0 (pixel space)"),
+    integer("certify.n", 1, when=task_is("certify")),
+    integer("certify.n", 0, when=lambda c: c.task != "certify"),  # DIFF2: 0 skips Table 6
+    integer("certify.n0", 1),
+    number("certify.alpha", 0, 1, lo_open=True, hi_open=True),
+    integer("certify.num_classes", 2),
+    integer("certify.batch_size", 1),
+    integer("certify.denoise_steps", 1),
+    each("certify.radii", lambda r: _is_num(r) and r >= 0, "are radii ≥ 0"),
+    integer("certify.num_images", 1),
+]
+
+# ---------------------------------------------------------------- DIFF2
+
+
+def add_diff2(c, *, surrogates, alpha=0.05, targeted=False):
+  """DIFF2 defaults (Table 21): untargeted, full-size adversarial trigger α = 0.05 (Adam 0.1), entangled
+  noise, truncated timestep 300 for trigger inputs, λ = 1, fine-tuning Adam 2e-4."""
+  c.diff2 = ml_collections.ConfigDict(dict(
+      trigger="adversarial",       # adversarial (Alg. 1) | input_specific (§5.5) | patch | blend | warp (Alg. 2)
+      scheme="diff2",              # diff2 | trojdiff_patch | trojdiff_adversarial (§5.6, Eq. 14)
+      trojdiff_gamma=0.6, input_specific_steps=10,
+      alpha=alpha, patch_size=0, pattern="checkerboard", targeted=targeted, target_class=0,
+      surrogates=tuple(surrogates), trigger_steps=1000, trigger_lr=0.1, trigger_batch=256,
+      lam=1.0, t_trunc=300, entangled=True, poison_rate=0.0,
+      reverse_target="adversarial", reverse_eps=8 / 255, reverse_steps=10,
+      sweep_t_bar=(), sweep_alpha=(), sweep_trigger_size=(),  # Figures 4, 5, 6 (α, size: one run per value)
+      transfer_classifiers=(),
+      stop_after=""))              # "" (everything) | trigger | finetune
+  return c
+
+
+DIFF2_TRIGGERS = ("adversarial", "input_specific", "patch", "blend", "warp")
+DIFF2_SCHEMES = ("diff2", "trojdiff_patch", "trojdiff_adversarial")
+DIFF2_RULES = [
+    one_of("diff2.trigger", DIFF2_TRIGGERS),
+    one_of("diff2.scheme", DIFF2_SCHEMES),
+    Rule("diff2.scheme", lambda v, c: v == "diff2" or c.diff2.trigger in ("adversarial", "blend"),
+         "(Eq. 14) adds a pattern r to the noise: use trigger='adversarial' or 'blend'"),
+    Rule("diff2.poison_rate", lambda v, c: not v or c.diff2.scheme == "diff2",
+         "> 0 (poisoning) only applies to scheme='diff2'"),
+    number("diff2.alpha", 0, 1, lo_open=True, hi_open=True),
+    integer("diff2.patch_size", 0),
+    Rule("diff2.patch_size", lambda v, c: v < c.data.image_size, "must be smaller than the image (data.image_size)"),
+    one_of("diff2.pattern", ("checkerboard", "sinusoid")),
+    Rule("diff2.target_class", lambda v, c: _is_int(v) and 0 <= v < c.data.num_classes,
+         "must be a class index in [0, data.num_classes)"),
+    each("diff2.surrogates", _model_folder, "are existing classifier exports"),
+    integer("diff2.trigger_steps", 1),
+    number("diff2.trigger_lr", 0, lo_open=True),
+    integer("diff2.trigger_batch", 1),
+    number("diff2.lam", 0),
+    Rule("diff2.t_trunc", lambda v, c: _is_int(v) and 1 <= v <= c.purify.diffusion.num_timesteps,
+         "must be an integer in [1, purify.diffusion.num_timesteps]"),
+    number("diff2.poison_rate", 0, 1),
+    one_of("diff2.reverse_target", ("adversarial", "identity")),
+    number("diff2.reverse_eps", 0),
+    integer("diff2.reverse_steps", 1),
+    number("diff2.trojdiff_gamma", 0, 1),
+    integer("diff2.input_specific_steps", 1),
+    each("diff2.sweep_t_bar", lambda v: _is_int(v) and v >= 1, "are timesteps ≥ 1", nonempty=False),
+    Rule("diff2.sweep_alpha", lambda v, c: not v or (c.diff2.trigger not in ("patch", "warp")
+                                                    and all(_is_num(a) and 0 < a <= 1 for a in v)),
+         "must hold values in (0, 1], for the blending triggers (adversarial, input_specific, blend)"),
+    Rule("diff2.sweep_trigger_size", lambda v, c: not v or (c.diff2.trigger in ("adversarial", "patch", "blend")
+                                                           and all(_is_int(k) and k >= 1 for k in v)),
+         "must hold patch sizes ≥ 1, for trigger adversarial, patch or blend"),
+    each("diff2.transfer_classifiers", _model_folder, "are existing classifier exports", nonempty=False),
+    one_of("diff2.stop_after", ("", "trigger", "finetune")),
+]
+
+RULES = BASE_RULES + EVALUATION_RULES + CERTIFY_RULES + DIFF2_RULES
+
+# ---------------------------------------------------------------- BadDiffusion
+
+
+def add_baddiffusion(c, *, trigger="stop_sign", target="hat", trigger_size=14, poison_rate=0.1):
+  """BadDiffusion defaults (Chou et al. 2023): fine-tune ``config.model.init_from`` (the clean DDPM) on a
+  poisoned dataset, then sample clean and triggered noise from the clean and the backdoored model."""
+  c.baddiffusion = ml_collections.ConfigDict(dict(
+      trigger=trigger,             # grey_box | stop_sign | eyeglasses
+      target=target,               # noshift | shift | corner | shoe | hat | cat
+      trigger_size=trigger_size,   # 18 | 14 | 11 | 8 | 4 at 32×32 (scaled with the image)
+      poison_rate=poison_rate,     # fraction of each batch's rows replaced by (trigger-stamped x, target)
+      samplers=("ddpm",),          # samplers the evaluation generates with
+      sample_steps=0,              # network evaluations per sample (0: every index, the ancestral DDPM chain)
+      clip=(False, True),          # rows without / with the clipping defence (clip x̂0 to [−1, 1] each step)
+      num_samples=128,             # triggered samples per row (MSE, SSIM, ASR)
+      fid_samples=512,             # clean samples per row for the FID
+      sample_batch=256,
+      mse_threshold=1e-3,          # ASR: fraction of triggered samples with MSE < this (Diff-Cleanse's κ_m)
+      fid_features="classifier",   # classifier (penultimate layer of fid_classifier) | inception (pool3)
+      fid_classifier="",           # classifier export whose features the FID uses (fid_features=classifier)
+      inception_weights="",        # pt_inception-2015-12-05 weights, converted (fid_features=inception)
+      fid_reference_split="train",  # the data split the FID compares with
+      sweep_poison_rate=(), sweep_triggers=(), sweep_targets=()))  # grids of sub-runs (Figs. 2, tables)
+  return c
+
+
+def _sizes_fit(v, c):
+  return c.baddiffusion.trigger == "eyeglasses" or (_is_int(v) and 1 <= v <= 30)
+
+
+BADDIFFUSION_RULES = [
+    one_of("baddiffusion.trigger", ("grey_box", "stop_sign", "eyeglasses")),
+    one_of("baddiffusion.target", ("noshift", "shift", "corner", "shoe", "hat", "cat")),
+    Rule("baddiffusion.trigger_size", _sizes_fit, "must be an integer in [1, 30] (a size at 32×32: 18, 14, 11, 8, 4), "
+         "smaller than the image"),
+    number("baddiffusion.poison_rate", 0, 1),
+    each("baddiffusion.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
+    integer("baddiffusion.sample_steps", 0),
+    each("baddiffusion.clip", lambda v: v in (False, True), "are False or True"),
+    integer("baddiffusion.num_samples", 1),
+    integer("baddiffusion.fid_samples", 2),
+    integer("baddiffusion.sample_batch", 1),
+    number("baddiffusion.mse_threshold", 0, lo_open=True),
+    one_of("baddiffusion.fid_features", ("classifier", "inception")),
+    model_folder("baddiffusion.fid_classifier", "classifier export whose penultimate features the FID uses",
+                 when=lambda c: c.baddiffusion.fid_features == "classifier"),
+    Rule("baddiffusion.inception_weights", lambda v, c: os.path.isfile(resolve_path(v)),
+         "must be the converted Inception-v3 weights file (see jaxdiff.convert.convert_inception)",
+         when=lambda c: c.baddiffusion.fid_features == "inception"),
+    one_of("baddiffusion.fid_reference_split", ("train", "test")),
+    each("baddiffusion.sweep_poison_rate", lambda v: _is_num(v) and 0 <= v <= 1, "are rates in [0, 1]",
+         nonempty=False),
+    each("baddiffusion.sweep_triggers", lambda v: v in ("grey_box", "stop_sign", "eyeglasses"),
+         "are trigger names", nonempty=False),
+    each("baddiffusion.sweep_targets", lambda v: v in ("noshift", "shift", "corner", "shoe", "hat", "cat"),
+         "are target names", nonempty=False),
+    Rule("model.init_from", lambda v, c: _model_folder(v),
+         "must name the clean DDPM to backdoor (a jaxdiff export or a diffusers folder)",
+         when=task_is("baddiffusion")),
+    Rule("model.in_channels", lambda v, c: v in (1, 3), "must be 1 or 3 for BadDiffusion's patterns",
+         when=task_is("baddiffusion")),
+]
+
+RULES += BADDIFFUSION_RULES
