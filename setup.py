@@ -16,6 +16,8 @@ setup(
     extras_require={
         # torch pinned to the CPU build available offline; diffusers/safetensors for parity tests.
         "test": ["pytest", "pytest-xdist", "import-linter", "torch==2.13.0", "diffusers", "nbclient", "nbformat",
-                 "ipykernel", "scikit-image"],
+                 "ipykernel", "scikit-image",
+                 # pytorch-fid's InceptionV3 for the FID parity test (torchvision pinned to the torch release)
+                 "torchvision==0.28.0", "pytorch-fid"],
     },
 )

@@ -15,6 +15,10 @@ import jax
 import numpy as np
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process umask, to give atomically written files the usual permissions
+
+
 def is_writer():
   """True on the one process that writes files: process 0 (the only one in a single-process run)."""
   return jax.process_index() == 0
@@ -32,6 +36,7 @@ def atomic_write(path, data: bytes | str):
     f.write(data.encode() if isinstance(data, str) else data)
     f.flush()
     os.fsync(f.fileno())
+  os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600: give the file the permissions open() would
   os.replace(tmp, path)
 
 

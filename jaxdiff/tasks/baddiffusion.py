@@ -29,6 +29,7 @@ from jaxdiff.fingerprints import canonical, check_or_record
 from jaxdiff.metrics import fid, mse_attack_success_rate, mse_per_sample, ssim_per_sample
 from jaxdiff.models import eps_fn_of, penultimate_features
 from jaxdiff.parallel import make_mesh
+from jaxdiff.progress import progress
 from jaxdiff.report import markdown_table, plot_bars, plot_panels, save_grid, write_report
 from jaxdiff.tasks.common import fingerprint, init_or_load, load_classifier, reuse_export, schedule_from_config
 from jaxdiff.tasks.config import validate
@@ -138,7 +139,8 @@ def evaluate(config, workdir, model, params, trigger, target, models=MODELS):
   target_px = (np.asarray(target) + 1) / 2
   key = jax.random.key(config.seed + 17)
   rows = []
-  for name, sampler, clip in itertools.product(models, b.samplers, b.clip):
+  settings = list(itertools.product(models, b.samplers, b.clip))
+  for name, sampler, clip in progress(settings, desc="baddiffusion evaluation", unit="row"):
     clean = generate(config, model, params[name], jax.random.fold_in(key, 0), b.fid_samples, sampler=sampler, clip=clip)
     trig = generate(config, model, params[name], jax.random.fold_in(key, 1), b.num_samples, sampler=sampler, clip=clip,
                     trigger=trigger)
@@ -242,7 +244,8 @@ def run_baddiffusion(config, workdir, models=MODELS):
   clock["finetune"] = time.time()
   rows, meta = evaluate(config, workdir, model, params, trigger, target, models)
   report = {"rows": rows, **meta, "mse_threshold": b.mse_threshold, "trigger": b.trigger, "target": b.target,
-            "trigger_size": b.trigger_size, "poison_rate": b.poison_rate}
+            "trigger_size": b.trigger_size, "poison_rate": b.poison_rate,
+            "fingerprint": {**finetune_fingerprint(config), "evaluation": canonical(config.baddiffusion)}}
   clock["evaluate"] = time.time()
   if b.sweep_poison_rate or b.sweep_triggers or b.sweep_targets:
     write_report(workdir, report, report_markdown(config, report))  # a kill during the sweep loses nothing

@@ -12,8 +12,8 @@ from jaxdiff.functional import Apply, jit_apply
 from jaxdiff.metrics import accuracy
 from jaxdiff.report import markdown_table, save_grid, write_report
 from jaxdiff.robust import PurifiedClassifier
-from jaxdiff.tasks.common import (attack_fn, eval_subset, load_classifier, load_denoiser, purifier_from_config,
-                                  sampler_steps)
+from jaxdiff.tasks.common import (attack_fn, eval_subset, fingerprint, load_classifier, load_denoiser,
+                                  purifier_from_config, sampler_steps)
 from jaxdiff.tasks.config import validate
 
 
@@ -25,7 +25,9 @@ def run_purification(config, workdir):
   a, p, bs = config.attack, config.purify, config.eval.batch_size
   key = jax.random.key(config.seed)
   classify = functools.partial(jit_apply, Apply(clf), cvars)
-  report = {"num_examples": int(len(x)), "t_bar": p.t_bar, "eps": a.eps, "norm": a.norm,
+  report = {"fingerprint": fingerprint(config, "seed", "data", "purify", "attack", "eval",
+                                      models={"denoiser": p.denoiser, "classifier": config.classifier.path}),
+            "num_examples": int(len(x)), "t_bar": p.t_bar, "eps": a.eps, "norm": a.norm,
             "classifier": {"clean_acc": accuracy(classify, x, y, bs)}, "purification": {}}
   x_pgd = map_batches(attack_fn(Apply(clf), cvars, a, "pgd", False), (x, y), bs, key=key, desc="pgd f")
   report["classifier"]["pgd_acc"] = accuracy(classify, x_pgd, y, bs)

@@ -80,3 +80,36 @@ def test_missing_and_mismatched_checkpoints(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(cfg))
   with pytest.raises(ValueError, match="not supported"):
     load_diffusers_unet(str(tmp_path))
+
+
+CELEBAHQ = dict(  # google/ddpm-ema-celebahq-256's config.json (BadDiffusion's face model)
+    sample_size=256, in_channels=3, out_channels=3, layers_per_block=2,
+    block_out_channels=(128, 128, 256, 256, 512, 512),
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32)
+
+
+def test_celebahq_256_config_imports_every_tensor():
+  """The 256×256 CelebA-HQ DDPM maps tensor for tensor onto our U-Net (shapes only: no 450 MB of weights)."""
+  import jax
+  from jaxdiff.convert.diffusers import config_from_diffusers, flax_path
+  from jaxdiff.models import UNet
+  with torch.device("meta"):
+    ref = diffusers.UNet2DModel(**CELEBAHQ)
+  cfg = config_from_diffusers(dict(CELEBAHQ, _class_name="UNet2DModel"))
+  x = jax.ShapeDtypeStruct((1, 256, 256, 3), np.float32)
+  template = jax.eval_shape(UNet(cfg).init, jax.random.key(0), x, jax.ShapeDtypeStruct((1,), np.float32))["params"]
+  ours = {tuple(k.key for k in p): v.shape for p, v in jax.tree_util.tree_flatten_with_path(template)[0]}
+  mapped = {}
+  for key, t in ref.state_dict().items():
+    path, leaf = flax_path(key)
+    shape = tuple(t.shape)
+    if leaf == "weight":
+      shape = (shape[2], shape[3], shape[1], shape[0]) if len(shape) == 4 else shape[::-1]
+      if path[-1] in ("to_q", "to_k", "to_v", "to_out_0") and len(shape) == 4:
+        shape = shape[2:]
+      leaf = "scale" if len(shape) == 1 else "kernel"
+    mapped[path + (leaf,)] = shape
+  assert mapped == ours
+  assert count_params(template) == sum(t.numel() for t in ref.parameters())

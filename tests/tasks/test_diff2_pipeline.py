@@ -144,12 +144,13 @@ def test_sweep_points_and_reuse_of_finished_points(tmp_path, monkeypatch):
   assert p.diff2.alpha == 0.3 and p.diff2.sweep_alpha == () and p.diff2.sweep_trigger_size == ()
   assert p.purify.samplers == ("ddpm",) and c.diff2.sweep_alpha == (0.1, 0.2, 0.3)  # the main config is untouched
   main = {"purification": {"ddpm": {m: {"asr": 0.5, "clean_acc": 0.9} for m in ("benign", "backdoored")}}}
-  for v, asr in ((0.1, 0.25), (0.3, 0.75)):  # finished points: report.json + the point's config.json
+  from jaxdiff.fingerprints import check_or_record
+  for v, asr in ((0.1, 0.25), (0.3, 0.75)):  # finished points: report.json + the point's fingerprint
     d = tmp_path / "sweep_alpha" / f"alpha={v:g}"
     d.mkdir(parents=True)
     json.dump({"purification": {"ddpm": {m: {"asr": asr, "clean_acc": 1.0} for m in ("benign", "backdoored")}}},
               open(d / "report.json", "w"))
-    (d / "config.json").write_text(diff2.sweep_point_config(c, "alpha", v).to_json())
+    check_or_record(str(d / "point.fingerprint.json"), diff2.sweep_point_config(c, "alpha", v).to_dict(), what="x")
   s = diff2.run_sweep(c, str(tmp_path), "alpha", main)
   assert s == {"alpha": [0.1, 0.2, 0.3], "benign": {"asr": [0.25, 0.5, 0.75], "clean_acc": [1.0, 0.9, 1.0]},
                "backdoored": {"asr": [0.25, 0.5, 0.75], "clean_acc": [1.0, 0.9, 1.0]}}
@@ -160,7 +161,7 @@ def test_sweep_points_and_reuse_of_finished_points(tmp_path, monkeypatch):
       "purification": {"ddim": main["purification"]["ddpm"]}})
   diff2.run_sweep(c, str(tmp_path), "alpha", main)
   assert calls == [(0.1, ("ddim",)), (0.3, ("ddim",))]
-  assert json.load(open(tmp_path / "sweep_alpha" / "alpha=0.1" / "config.json"))["purify"]["samplers"] == ["ddim"]
+  assert json.load(open(tmp_path / "sweep_alpha" / "alpha=0.1" / "point.fingerprint.json"))["purify"]["samplers"] == ["ddim"]
 
 
 def test_finetune_fingerprint_ignores_evaluation_only_keys():

@@ -22,7 +22,7 @@ from jaxdiff.convert import export_model
 from jaxdiff.data import host_batches, make_source, prefetch
 from jaxdiff.fingerprints import canonical, check_or_record
 from jaxdiff.functional import Apply
-from jaxdiff.io import MetricWriter, atomic_write, write_json
+from jaxdiff.io import MetricWriter, atomic_write
 from jaxdiff.parallel import make_mesh
 from jaxdiff.report import save_grid, write_report
 from jaxdiff.tasks.common import (eval_subset, fingerprint, load_classifier, load_denoiser, reuse_export,
@@ -143,7 +143,8 @@ def sweep_point_config(config, name, value):
 def run_sweep(config, workdir, name, report):
   """{name: [values], "benign"|"backdoored": {metric: [per value]}} for the first sampler. Each point runs
   in WORKDIR/sweep_<name>/<name>=<value>/ (resumable like any run) and is not re-run while its report.json
-  and config.json match the point's config; the point equal to the main config reuses the main evaluation."""
+  exists and its fingerprint (the point's config) is unchanged; the point equal to the main config reuses
+  the main evaluation."""
   values = list(config.diff2[f"sweep_{name}"])
   first = config.purify.samplers[0]
   current = config.diff2.alpha if name == "alpha" else (config.diff2.patch_size or config.data.image_size)
@@ -154,14 +155,12 @@ def run_sweep(config, workdir, name, report):
     else:
       sub_wd = os.path.join(workdir, f"sweep_{name}", f"{name}={v:g}")
       point = sweep_point_config(config, name, v)
-      want = json.loads(point.to_json())
-      cfg_path, path = os.path.join(sub_wd, "config.json"), os.path.join(sub_wd, "report.json")
-      done = os.path.exists(path) and os.path.exists(cfg_path) and json.load(open(cfg_path)) == want
-      if done:
-        sub = json.load(open(path))
-      else:
-        write_json(cfg_path, want)
-        sub = run_diff2(point, sub_wd)
+      path = os.path.join(sub_wd, "report.json")
+      # The point's whole config is its fingerprint: another one re-runs the evaluation (its fine-tune stays
+      # guarded by its own fingerprint); overwrite=True because replacing a stale evaluation loses nothing.
+      same = check_or_record(os.path.join(sub_wd, "point.fingerprint.json"), point.to_dict(), what="the sweep point",
+                             overwrite=True)
+      sub = json.load(open(path)) if same and os.path.exists(path) else run_diff2(point, sub_wd)
       res = sub["purification"][first]
     for m in ("benign", "backdoored"):
       for k, val in res[m].items():
