@@ -5,6 +5,12 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import sys
+import types
+
+# PyPI's torchvision wheel (a test extra, for pytorch-fid's InceptionV3) is built against the CUDA torch; beside
+# the CPU build its C++ ops do not register and its fake-kernel registrations fail at import, which also breaks
+# diffusers (it imports torchvision). The networks the tests use are plain torch.nn: skip the registrations.
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # `configs.*` importable as in launch/main.py

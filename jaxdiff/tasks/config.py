@@ -386,7 +386,8 @@ BADDIFFUSION_RULES = [
     model_folder("baddiffusion.fid_classifier", "classifier export whose penultimate features the FID uses",
                  when=lambda c: c.baddiffusion.fid_features == "classifier"),
     Rule("baddiffusion.inception_weights", lambda v, c: os.path.isfile(resolve_path(v)),
-         "must be the converted Inception-v3 weights file (see jaxdiff.convert.convert_inception)",
+         "must be pytorch-fid's pt_inception-2015-12-05 .pth (read with torch's weights-only loader) or its "
+         "converted .safetensors; set --config.baddiffusion.inception_weights=FILE",
          when=lambda c: c.baddiffusion.fid_features == "inception"),
     one_of("baddiffusion.fid_reference_split", ("train", "test")),
     each("baddiffusion.sweep_poison_rate", lambda v: _is_num(v) and 0 <= v <= 1, "are rates in [0, 1]",

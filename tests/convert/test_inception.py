@@ -2,8 +2,6 @@
 import path: the torch state dict saved as a .pth, read back with the weights-only loader, converted."""
 import os
 import pickle
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,9 +12,7 @@ torch = pytest.importorskip("torch")  # test extra
 def _pytorch_fid(monkeypatch):
   """(pytorch-fid's InceptionV3 feature extractor, the Inception3 it wraps) with random weights: the latter's
   state dict has the layout of the real pt_inception-2015-12-05 file."""
-  # The torchvision wheel from PyPI is built against the CUDA torch; beside the CPU build its C++ ops do not
-  # register and importing its fake-kernel registrations fails. The Inception network is plain torch.nn.
-  monkeypatch.setitem(sys.modules, "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+  # (tests/conftest.py lets torchvision import beside the CPU torch build)
   fid_inception = pytest.importorskip("pytorch_fid.inception")  # test extra
   with monkeypatch.context() as m:  # fid_inception_v3() would download the FID weights: keep random ones
     m.setattr(fid_inception, "load_state_dict_from_url", lambda *a, **k: None)

@@ -103,3 +103,22 @@ def test_full_chain_ddpm_matches_diffusers_including_the_last_step(monkeypatch):
   got = jax.jit(lambda key: D.sample(_jax_eps, _schedule(ref), key=key, shape=SHAPE, sampler="ddpm"))(
       jax.random.key(2))
   assert _rel_err(got, want) < 1e-5
+
+
+def test_clip_sample_matches_diffusers(monkeypatch):
+  """BadDiffusion's clipping defence is diffusers' clip_sample: x̂0 clipped to [−1, 1] inside every step."""
+  k = 50
+  ref = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True,
+                                timestep_spacing="leading")
+  ref.set_timesteps(k)
+  x_t, zs = _our_draws(jax.random.key(3), k)
+  x_t = x_t * 3.0  # far from the data: x̂0 leaves [−1, 1] often, so the clipping matters
+  draws = iter([torch.tensor(z) for z in zs])
+  from diffusers.schedulers import scheduling_ddpm
+  monkeypatch.setattr(scheduling_ddpm, "randn_tensor", lambda shape, **kw: next(draws, torch.zeros(shape)))
+  want = _run_diffusers(ref, x_t, zs, lambda z: {})
+  got = D.sample(_jax_eps, _schedule(ref), key=jax.random.key(3), sampler="ddpm", num_steps=k,
+                 timestep_spacing="leading", x_init=jnp.asarray(x_t), clip_x0=True)
+  unclipped = D.sample(_jax_eps, _schedule(ref), key=jax.random.key(3), sampler="ddpm", num_steps=k,
+                       timestep_spacing="leading", x_init=jnp.asarray(x_t))
+  assert _rel_err(got, want) < 1e-5 and _rel_err(unclipped, want) > 1e-3

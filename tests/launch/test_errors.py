@@ -82,8 +82,8 @@ def test_every_shipped_config_validates_or_names_what_to_supply():
   for name in names:
     c = importlib.import_module(f"configs.{name}").get_config()
     if "cifar" in name or "celebahq" in name:  # the user supplies the files: the first missing one is named
-      with pytest.raises(ConfigError, match=r"config\.(classifier\.path|purify\.denoiser|data\.path|model\.init_from)"
-                                            r".* is empty"):
+      with pytest.raises(ConfigError, match=r"config\.(classifier\.path|purify\.denoiser|data\.path|model\.init_from|"
+                                            r"baddiffusion\.inception_weights) is empty"):
         if "cifar" in name:
           c.data.update(name="cifar10_archive")  # no tfds directory here either
         validate(c)

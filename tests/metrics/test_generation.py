@@ -35,6 +35,14 @@ def test_frechet_distance_matches_the_sqrtm_formula():
   assert 0 <= fid(a[:8], b[:8]) < np.inf
 
 
+def test_frechet_distance_matches_pytorch_fid():
+  fid_score = pytest.importorskip("pytorch_fid.fid_score")  # test extra
+  rng = np.random.default_rng(2)
+  a, b = rng.normal(size=(300, 12)), rng.normal(size=(300, 12)) * 1.3 + 0.2
+  stats = [(f.mean(0), np.cov(f, rowvar=False)) for f in (a, b)]
+  np.testing.assert_allclose(fid(a, b), fid_score.calculate_frechet_distance(*stats[0], *stats[1]), rtol=1e-8)
+
+
 def test_mse_and_asr():
   target = np.zeros((2, 2, 1), np.float32)
   imgs = np.stack([target + 0.01, target + 0.1, target + 0.5])
