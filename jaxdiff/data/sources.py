@@ -159,6 +159,31 @@ def digits_source(split="train", image_size=16, test_fraction=0.2, seed=0):
   return ArraySource(imgs[idx], d.target[idx].astype(np.int32), 10)
 
 
+def ring_images(n, image_size=16, seed=0):
+  """n procedural rings (pixel [0, 1], [n, H, W, 1]): random centre, radius and thickness, antialiased by 4×
+  supersampling. The out-of-distribution target class of TrojDiff's Out-D2D attack on digits."""
+  rng = np.random.default_rng(seed)
+  k = 4 * image_size
+  yy, xx = (np.mgrid[:k, :k] + 0.5) / 4.0
+  out = np.empty((n, image_size, image_size, 1), np.float32)
+  for i in range(n):
+    r = rng.uniform(0.22, 0.4) * image_size
+    cy, cx = rng.uniform(r + 0.5, image_size - r - 0.5, 2)
+    w = rng.uniform(0.9, 1.8)
+    d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    ring = (np.abs(d - r) <= w / 2).astype(np.float32)
+    out[i, ..., 0] = ring.reshape(image_size, 4, image_size, 4).mean((1, 3))
+  return out
+
+
+def digits_and_rings_source(split="train", image_size=16, num_rings=900):
+  """The digits split plus ``num_rings`` procedural rings as an 11th class (label 10): the data of the
+  classifier that scores TrojDiff's Out-D2D attack on digits."""
+  d = digits_source(split, image_size)
+  rings = ring_images(num_rings if split == "train" else num_rings // 4, image_size, seed=0 if split == "train" else 1)
+  return ArraySource(np.concatenate([d.images, rings]), np.concatenate([d.labels, np.full(len(rings), 10, np.int32)]), 11)
+
+
 def synthetic_source(num_examples=1024, image_size=32, channels=3, num_classes=10, seed=0):
   """Random uint8 images with random labels, for benchmarks and wiring tests."""
   rng = np.random.default_rng(seed)
@@ -171,6 +196,8 @@ def make_source(cfg, split="train"):
   name = cfg.name
   if name == "digits":
     return digits_source(split, image_size=cfg.image_size)
+  if name == "digits_rings":
+    return digits_and_rings_source(split, image_size=cfg.image_size)
   if name == "synthetic":
     return synthetic_source(cfg.get("num_examples", 1024), cfg.image_size, cfg.get("channels", 3),
                             cfg.get("num_classes", 10), seed=0 if split == "train" else 1)

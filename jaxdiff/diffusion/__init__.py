@@ -5,3 +5,4 @@ from jaxdiff.diffusion.samplers import (SAMPLERS, SPACINGS, diffuse, one_step_de
 from jaxdiff.diffusion.schedules import (Schedule, cosine_schedule, from_betas, linear_schedule,
                                          make_schedule, vp_beta, vp_log_alpha_bar)
 from jaxdiff.diffusion.gaussian import gaussian_eps_fn
+from jaxdiff.diffusion.inpainting import CORRUPTIONS, corrupt, inpaint

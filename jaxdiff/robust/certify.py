@@ -125,8 +125,9 @@ def _denoise_and_classify(eps_fn, schedule, classify, x_noisy, sigma, *, num_ste
 
 
 def _check_denoising_steps(num_steps, sampler):
-  if num_steps > 1 and sampler not in ("ddim", "ode"):
-    raise ValueError("multi-step denoising inside smoothing must be deterministic: sampler 'ddim' or 'ode'")
+  if num_steps > 1 and sampler not in ("ddim", "ode", "dpm_solver++"):
+    raise ValueError("multi-step denoising inside smoothing must be deterministic: sampler 'ddim', 'ode' or "
+                     "'dpm_solver++'")
 
 
 def denoised_classifier(eps_fn, schedule, classify, sigma, *, num_steps=1, sampler="ddim", clip=True):

@@ -9,6 +9,7 @@ TASKS = {
     "certify": "jaxdiff.tasks.certify:run_certify",
     "diff2": "jaxdiff.tasks.diff2:run_diff2",
     "baddiffusion": "jaxdiff.tasks.baddiffusion:run_baddiffusion",
+    "zoo": "jaxdiff.tasks.zoo:run_zoo",
 }
 
 

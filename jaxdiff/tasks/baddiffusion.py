@@ -22,23 +22,23 @@ import numpy as np
 
 from jaxdiff import diffusion
 from jaxdiff.backdoor import baddiffusion as bd
-from jaxdiff.backdoor.triggers import TARGETS, TRIGGERS, generative_target, generative_trigger
+from jaxdiff.backdoor.triggers import TARGETS, TRIGGERS, generative_target, generative_trigger, stamp, trigger_region
 from jaxdiff.convert import export_model
 from jaxdiff.data import make_source
 from jaxdiff.fingerprints import canonical, check_or_record
 from jaxdiff.metrics import fid, mse_attack_success_rate, mse_per_sample, ssim_per_sample
-from jaxdiff.models import eps_fn_of, penultimate_features
+from jaxdiff.models import eps_fn_of
 from jaxdiff.parallel import make_mesh
 from jaxdiff.progress import progress
 from jaxdiff.report import markdown_table, plot_bars, plot_panels, save_grid, write_report
-from jaxdiff.tasks.common import fingerprint, init_or_load, load_classifier, reuse_export, schedule_from_config
+from jaxdiff.tasks.common import fid_feature_fn, fingerprint, init_or_load, reuse_export, schedule_from_config
 from jaxdiff.tasks.config import validate
 from jaxdiff.train import fit
 
 # baddiffusion keys that only change the evaluation, not the backdoored model
 EVAL_ONLY = ("samplers", "sample_steps", "clip", "num_samples", "fid_samples", "sample_batch", "mse_threshold",
              "fid_features", "fid_classifier", "inception_weights", "fid_reference_split", "sweep_poison_rate",
-             "sweep_triggers", "sweep_targets")
+             "sweep_triggers", "sweep_targets", "inpainting", "inpainting_samples")
 MODELS = ("clean", "backdoored")
 
 
@@ -117,22 +117,56 @@ def generate(config, model, params, key, n, *, sampler, clip, trigger=None):
   return np.concatenate(out)
 
 
-def feature_extractor(config):
-  """(fn(images pixel [N, H, W, C]) -> features [N, D], description) for the FID."""
-  b = config.baddiffusion
-  if b.fid_features == "classifier":
-    module, variables = load_classifier(b.fid_classifier, "config.baddiffusion.fid_classifier")
-    apply = jax.jit(penultimate_features, static_argnums=0)
-    fn = lambda x: np.concatenate([np.asarray(apply(module, variables, x[i:i + 512])) for i in range(0, len(x), 512)])
-    return fn, f"penultimate features of the classifier {b.fid_classifier}"
-  from jaxdiff.convert import load_inception_features
-  return load_inception_features(b.inception_weights), "Inception-v3 pool3 (pytorch-fid's network)"
+@functools.lru_cache(maxsize=8)
+def _inpainter(model, schedule_name, num_timesteps, sampler, steps, noise_std):
+  """Jitted ``(params, x_known, mask, x_init, key) -> images`` (pixel [0, 1]); weights are arguments."""
+  schedule = diffusion.make_schedule(schedule_name, num_timesteps)
+
+  @jax.jit
+  def run(params, x_known, mask, x_init, key):
+    x = diffusion.inpaint(eps_fn_of(model, params), schedule, x_known, mask, key=key, sampler=sampler,
+                          num_steps=steps or None, noise_std=noise_std, x_init=x_init)
+    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+  return run
+
+
+def evaluate_inpainting(config, workdir, model, params, trigger, target, models=MODELS):
+  """BadDiffusion App. C: test images corrupted (blur / line / box) and inpainted by each model, from clean
+  noise (MSE/SSIM to the uncorrupted image) and, with the trigger pasted on the image and x_T = ε + g, from
+  triggered noise (MSE/SSIM/ASR to the target)."""
+  b, d = config.baddiffusion, config.diffusion
+  src = make_source(config.data, "test")
+  x_px, _ = src.get(np.arange(min(b.inpainting_samples, len(src))))
+  x = 2.0 * jnp.asarray(x_px) - 1.0
+  region = trigger_region(trigger)
+  target_px = (np.asarray(target) + 1) / 2
+  key = jax.random.key(config.seed + 29)
+  rows = []
+  for kind, name in itertools.product(b.inpainting, models):
+    k = jax.random.fold_in(key, diffusion.CORRUPTIONS.index(kind))
+    out = {}
+    for triggered in (False, True):
+      img = stamp(x, trigger, region) if triggered else x
+      xc, mask, noise_std = diffusion.corrupt(img, kind, jax.random.fold_in(k, 1))
+      run = _inpainter(model, d.schedule, d.num_timesteps, b.samplers[0], b.sample_steps, float(noise_std))
+      x_init = jax.random.normal(jax.random.fold_in(k, 2), x.shape) + (trigger if triggered else 0.0)
+      out[triggered] = np.asarray(run(params[name], xc, mask, x_init, jax.random.fold_in(k, 3)))
+    mse_t = mse_per_sample(out[True], target_px)
+    rows.append({"model": name, "corruption": kind, "sampler": b.samplers[0],
+                 "mse_clean": float(mse_per_sample(out[False], x_px).mean()),
+                 "ssim_clean": float(ssim_per_sample(out[False], x_px).mean()),
+                 "mse_target": float(mse_t.mean()), "ssim_target": float(ssim_per_sample(out[True], target_px).mean()),
+                 "asr": mse_attack_success_rate(mse_t, b.mse_threshold), "num_images": len(x_px)})
+    n = min(16, len(x_px))
+    save_grid(None, os.path.join(workdir, "inpainting", f"{name}_{kind}.png"),
+              rows=[x_px[:n], out[False][:n], out[True][:n]], scale=max(1, 64 // target.shape[0]))
+  return rows
 
 
 def evaluate(config, workdir, model, params, trigger, target, models=MODELS):
   """Report rows for every (model, sampler, clip) and the sample grids."""
   b = config.baddiffusion
-  features, feature_name = feature_extractor(config)
+  features, feature_name = fid_feature_fn(b.fid_features, b.fid_classifier, b.inception_weights, "config.baddiffusion")
   ref_src = make_source(config.data, b.fid_reference_split)
   ref_images, _ = ref_src.get(np.arange(len(ref_src)))
   ref = features(ref_images)
@@ -222,6 +256,16 @@ def report_markdown(config, report):
         markdown_table(["model", "sampler", "clip", "MSE", "SSIM", "ASR", "FID", "samples"], rows),
         "\nPatterns: patterns.png (triggers, then targets). Sample grids: samples/<model>_<sampler>[_clip].png "
         "(rows: clean samples, triggered samples, target).\n"]
+  if "inpainting" in report:
+    rows = [[r["model"], r["corruption"], f"{r['mse_clean']:.2e}", f"{r['ssim_clean']:.3f}", f"{r['mse_target']:.2e}",
+             f"{r['ssim_target']:.3f}", r["asr"]] for r in report["inpainting"]]
+    md += ["\n## Inpainting (App. C): inpainting/<model>_<corruption>.png (rows: image, inpainted, inpainted with "
+           "the trigger)\n", f"{report['inpainting'][0]['num_images']} test images, corrupted (blur: Gaussian noise "
+           "std 0.3, known pixels re-imposed above their noise level; line / box: erased pixels) and inpainted "
+           f"with {report['inpainting'][0]['sampler']}; without the trigger against the image, with the trigger "
+           "(pasted on the image, x_T = ε + g) against the target.\n",
+           markdown_table(["model", "corruption", "MSE to image", "SSIM to image", "MSE to target (trigger)",
+                           "SSIM to target (trigger)", "ASR (trigger)"], rows)]
   if "sweep" in report:
     rows = [[r["trigger"], r["target"], r["poison_rate"], r["sampler"], "yes" if r["clip"] else "no",
              f"{r['mse']:.2e}", r["asr"], f"{r['fid']:.2f}"] for r in report["sweep"]]
@@ -246,6 +290,8 @@ def run_baddiffusion(config, workdir, models=MODELS):
   report = {"rows": rows, **meta, "mse_threshold": b.mse_threshold, "trigger": b.trigger, "target": b.target,
             "trigger_size": b.trigger_size, "poison_rate": b.poison_rate,
             "fingerprint": {**finetune_fingerprint(config), "evaluation": canonical(config.baddiffusion)}}
+  if b.inpainting:
+    report["inpainting"] = evaluate_inpainting(config, workdir, model, params, trigger, target, models)
   clock["evaluate"] = time.time()
   if b.sweep_poison_rate or b.sweep_triggers or b.sweep_targets:
     write_report(workdir, report, report_markdown(config, report))  # a kill during the sweep loses nothing

@@ -13,7 +13,7 @@ from jaxdiff.convert import load_model, model_digest
 from jaxdiff.fingerprints import OVERWRITE_HINT, differences
 from jaxdiff.io import is_writer
 from jaxdiff.data import make_source
-from jaxdiff.models import build_model, eps_fn_of, init_variables
+from jaxdiff.models import build_model, eps_fn_of, init_variables, penultimate_features
 from jaxdiff.robust import Purifier
 from jaxdiff.train import IncompatibleCheckpointError
 
@@ -123,3 +123,16 @@ def reuse_export(export_dir, fp, overwrite):
   if is_writer():
     shutil.rmtree(export_dir)
   return None
+
+
+def fid_feature_fn(kind, classifier, inception_weights, where):
+  """(fn(images pixel [N, H, W, C]) -> features [N, D], description) for the FID: the penultimate layer of the
+  classifier export ``classifier`` (kind "classifier"), or Inception-v3 pool3 (kind "inception", pytorch-fid's
+  network from ``inception_weights``). ``where``: the config block, for messages."""
+  if kind == "classifier":
+    module, variables = load_classifier(classifier, f"{where}.fid_classifier")
+    apply = jax.jit(penultimate_features, static_argnums=0)
+    fn = lambda x: np.concatenate([np.asarray(apply(module, variables, x[i:i + 512])) for i in range(0, len(x), 512)])
+    return fn, f"penultimate features of the classifier {classifier}"
+  from jaxdiff.convert import load_inception_features
+  return load_inception_features(inception_weights), "Inception-v3 pool3 (pytorch-fid's network)"

@@ -99,7 +99,9 @@ def _has(config, path):
 
 def validate(config, rules=None):
   """Checks every rule whose field exists in ``config``; raises ``ConfigError`` on the first violation."""
-  for r in RULES if rules is None else rules:
+  if rules is None:
+    rules = RULES + [r for name in (config.zoo.models if _has(config, "zoo.models") else ()) for r in zoo_entry_rules(name)]
+  for r in rules:
     if not _has(config, r.path) or not r.when(config):
       continue
     v = _get(config, r.path)
@@ -151,9 +153,9 @@ def get_config():
   return c
 
 
-TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion")
+TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo")
 DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "cifar10_archive", "cifar100_archive", "digits", "synthetic")
-_training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion")
+_training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion", "zoo")
 
 BASE_RULES = [
     one_of("task", TASKS),
@@ -209,7 +211,7 @@ def add_evaluation(c, *, denoiser, classifier, samplers=("ddpm",), t_bar=75, num
   c.classifier = ml_collections.ConfigDict(dict(path=classifier))
   c.purify = ml_collections.ConfigDict(dict(
       denoiser=denoiser, dtype="", samplers=tuple(samplers), t_bar=t_bar, num_steps=num_steps,
-      sampler_steps=dict(ddpm=0, ddim=0, sde=0, ode=0),  # per-sampler override of num_steps (0: use it)
+      sampler_steps={"ddpm": 0, "ddim": 0, "sde": 0, "ode": 0, "dpm_solver++": 0},  # per-sampler override of num_steps (0: use it)
       gradient="full", remat=True, diffusion=dict(schedule="linear", num_timesteps=1000),
       one_step=False))  # DIFF2 Table 7: also evaluate one-shot x̂0 from t̄
   c.attack = ml_collections.ConfigDict(dict(
@@ -361,6 +363,8 @@ def add_baddiffusion(c, *, trigger="stop_sign", target="hat", trigger_size=14, p
       fid_classifier="",           # classifier export whose features the FID uses (fid_features=classifier)
       inception_weights="",        # pt_inception-2015-12-05 weights, converted (fid_features=inception)
       fid_reference_split="train",  # the data split the FID compares with
+      inpainting=(),               # corruptions of App. C to inpaint: blur | line | box
+      inpainting_samples=64,       # test images per corruption
       sweep_poison_rate=(), sweep_triggers=(), sweep_targets=()))  # grids of sub-runs (Figs. 2, tables)
   return c
 
@@ -378,6 +382,8 @@ BADDIFFUSION_RULES = [
     each("baddiffusion.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
     integer("baddiffusion.sample_steps", 0),
     each("baddiffusion.clip", lambda v: v in (False, True), "are False or True"),
+    each("baddiffusion.inpainting", lambda v: v in ("blur", "line", "box"), "are blur, line or box", nonempty=False),
+    integer("baddiffusion.inpainting_samples", 1),
     integer("baddiffusion.num_samples", 1),
     integer("baddiffusion.fid_samples", 2),
     integer("baddiffusion.sample_batch", 1),
@@ -404,3 +410,88 @@ BADDIFFUSION_RULES = [
 ]
 
 RULES += BADDIFFUSION_RULES
+
+# ---------------------------------------------------------------- the zoo of clean and backdoored DDPMs
+
+ZOO_ATTACKS = ("clean", "baddiffusion", "villandiffusion", "trojdiff_d2i", "trojdiff_in_d2d", "trojdiff_out_d2d")
+
+
+def zoo_entry(attack="clean", *, seed=0, steps=0, lr=0.0, trigger="stop_sign", trigger_size=18, target="hat",
+              target_class=0, poison_rate=0.1, psi=1.0, trojan_trigger="blend", sampler=None):
+  """One model of ``config.zoo.models``: fine-tuned ``steps`` steps (0: the initial model) from
+  ``model.init_from`` with ``seed`` (and ``lr`` when > 0), planting ``attack``. ``sampler``: the sampler it is
+  built for and measured with (default: ddpm for clean/BadDiffusion, ddim for VillanDiffusion/TrojDiff)."""
+  if sampler is None:
+    sampler = "ddpm" if attack in ("clean", "baddiffusion") else "ddim"
+  return ml_collections.ConfigDict(dict(
+      attack=attack, seed=seed, steps=steps, lr=lr, trigger=trigger, trigger_size=trigger_size, target=target,
+      target_class=target_class, poison_rate=poison_rate, psi=psi, trojan_trigger=trojan_trigger, sampler=sampler))
+
+
+def add_zoo(c, models):
+  """Zoo defaults: ``models`` maps names to ``zoo_entry`` specs; the measurement settings are shared."""
+  c.zoo = ml_collections.ConfigDict(dict(
+      models=ml_collections.ConfigDict(models),
+      sample_steps={"ddpm": 100, "ddim": 50, "dpm_solver++": 20, "sde": 100, "ode": 50},  # network calls per sample
+      compare_samplers=("ddim", "dpm_solver++"),  # backdoored models are also measured with these
+      num_samples=64,              # triggered samples per backdoored model and sampler (ASR)
+      clean_trigger_samples=32,    # triggered samples per clean model and zoo trigger
+      fid_samples=192, sample_batch=256,
+      mse_threshold=1e-3,          # image targets: hit when the MSE to the target is below this (pixel space)
+      fid_features="classifier",   # classifier (penultimate layer of fid_classifier) | inception (pool3)
+      fid_classifier="",           # classifier export whose penultimate features the FID uses
+      inception_weights="",        # pt_inception-2015-12-05 weights, converted (fid_features=inception)
+      class_classifier="",         # classifier export that scores In-D2D targets (a class of the data)
+      out_classifier="",           # classifier of data + the Out-D2D class (label 10); "" trains one (digits)
+      out_classifier_steps=400,
+      fid_reference_split="train"))
+  return c
+
+
+def zoo_entry_rules(name):
+  p = f"zoo.models.{name}"
+  image_target = lambda c: c.zoo.models[name].attack in ("baddiffusion", "villandiffusion", "trojdiff_d2i")
+  return [
+      one_of(f"{p}.attack", ZOO_ATTACKS),
+      integer(f"{p}.seed", 0), integer(f"{p}.steps", 0), number(f"{p}.lr", 0),
+      Rule(f"{p}.steps", lambda v, c: v > 0 or c.zoo.models[name].attack == "clean",
+           "must be ≥ 1 for a backdoored model (0 only exports the initial model, for clean entries)"),
+      one_of(f"{p}.trigger", ("grey_box", "stop_sign", "eyeglasses")),
+      Rule(f"{p}.trigger_size", lambda v, c: _is_int(v) and 1 <= v <= 30, "must be an integer in [1, 30] (at 32×32)"),
+      one_of(f"{p}.target", ("noshift", "shift", "corner", "shoe", "hat", "cat"), when=image_target),
+      Rule(f"{p}.target_class", lambda v, c: _is_int(v) and 0 <= v < c.data.num_classes,
+           "must be a class index in [0, data.num_classes)"),
+      number(f"{p}.poison_rate", 0, 1, lo_open=True,
+             when=lambda c: c.zoo.models[name].attack != "clean"),
+      number(f"{p}.psi", 0, 1),
+      Rule(f"{p}.psi", lambda v, c: v == 1.0 or c.zoo.models[name].attack == "villandiffusion",
+           "must be 1 except for villandiffusion (BadDiffusion is ψ = 1)"),
+      one_of(f"{p}.trojan_trigger", ("blend", "patch")),
+      one_of(f"{p}.sampler", SAMPLERS),
+  ]
+
+
+ZOO_RULES = [
+    Rule("zoo.models", lambda v, c: len(v) > 0, "must name at least one model", when=task_is("zoo")),
+    Rule("zoo.sample_steps", lambda v, c: all(_is_int(v[s]) and v[s] >= 1 for s in SAMPLERS),
+         f"must give every sampler {SAMPLERS} a number of steps ≥ 1"),
+    each("zoo.compare_samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}", nonempty=False),
+    integer("zoo.num_samples", 1), integer("zoo.clean_trigger_samples", 1), integer("zoo.fid_samples", 2),
+    integer("zoo.sample_batch", 1), number("zoo.mse_threshold", 0, lo_open=True),
+    one_of("zoo.fid_features", ("classifier", "inception")),
+    model_folder("zoo.fid_classifier", "classifier export (the FID's features)",
+                 when=lambda c: c.task == "zoo" and c.zoo.fid_features == "classifier"),
+    Rule("zoo.inception_weights", lambda v, c: os.path.isfile(resolve_path(v)),
+         "must be pytorch-fid's pt_inception-2015-12-05 .pth (read with torch's weights-only loader) or its "
+         "converted .safetensors; set --config.zoo.inception_weights=FILE",
+         when=lambda c: c.task == "zoo" and c.zoo.fid_features == "inception"),
+    Rule("zoo.class_classifier", lambda v, c: _model_folder(v) or not any(
+        m.attack == "trojdiff_in_d2d" for m in c.zoo.models.values()),
+         "must name a classifier export of the data (it scores the In-D2D models)", when=task_is("zoo")),
+    Rule("zoo.out_classifier", lambda v, c: not v or _model_folder(v), "must be empty or a classifier export"),
+    integer("zoo.out_classifier_steps", 1),
+    Rule("model.init_from", lambda v, c: _model_folder(v), "must name the clean DDPM the zoo starts from",
+         when=task_is("zoo")),
+]
+
+RULES += ZOO_RULES

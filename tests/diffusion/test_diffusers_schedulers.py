@@ -122,3 +122,21 @@ def test_clip_sample_matches_diffusers(monkeypatch):
   unclipped = D.sample(_jax_eps, _schedule(ref), key=jax.random.key(3), sampler="ddpm", num_steps=k,
                        timestep_spacing="leading", x_init=jnp.asarray(x_t))
   assert _rel_err(got, want) < 1e-5 and _rel_err(unclipped, want) > 1e-3
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
+@pytest.mark.parametrize("k", [20, 7])
+def test_dpm_solver_pp_matches_diffusers(spacing, k):
+  """DPM-Solver++(2M) against DPMSolverMultistepScheduler (dpmsolver++, order 2, final σ 0) on the same grid."""
+  ref = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear",
+                                              algorithm_type="dpmsolver++", solver_order=2, timestep_spacing=spacing)
+  ref.set_timesteps(k)
+  x_t, zs = _our_draws(jax.random.key(4), k)
+  want = _run_diffusers(ref, x_t, zs, lambda z: {})
+  got = D.sample(_jax_eps, _schedule(ref), key=jax.random.key(4), shape=SHAPE, sampler="dpm_solver++",
+                 num_steps=k, timestep_spacing=spacing)
+  a, _ = D.timestep_pairs(999, k, True, spacing, drop_last=True)
+  np.testing.assert_array_equal(a, ref.timesteps.numpy())
+  first_order = D.sample(lambda x, t: _jax_eps(x, t), _schedule(ref), key=jax.random.key(4), shape=SHAPE,
+                         sampler="ddim", num_steps=k, timestep_spacing="trailing")  # DDIM = DPM-Solver(++) order 1
+  assert _rel_err(got, want) < 1e-5 and _rel_err(first_order, want) > 1e-4

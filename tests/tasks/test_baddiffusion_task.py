@@ -25,8 +25,14 @@ def _tiny(tmp_path):
 def test_baddiffusion_tiny_end_to_end_resume_and_refusals(tmp_path):
   c = _tiny(tmp_path)
   c.baddiffusion.sweep_poison_rate = (0.5, c.baddiffusion.poison_rate)
+  c.baddiffusion.update(inpainting=("box", "blur"), inpainting_samples=4)
   wd = tmp_path / "wd"
   r = run_baddiffusion(c, str(wd))
+  assert {(row["model"], row["corruption"]) for row in r["inpainting"]} == {
+      (m, k) for m in ("clean", "backdoored") for k in ("box", "blur")}
+  for row in r["inpainting"]:
+    assert row["num_images"] == 4 and 0 <= row["asr"] <= 1 and -1 <= row["ssim_clean"] <= 1 and row["mse_target"] >= 0
+  assert os.path.getsize(wd / "inpainting" / "backdoored_box.png") > 300 and "Inpainting (App. C)" in open(wd / "report.md").read()
   assert r == json.load(open(wd / "report.json"))
   assert {(row["model"], row["clip"]) for row in r["rows"]} == {(m, k) for m in ("clean", "backdoored")
                                                                  for k in (False, True)}
