@@ -40,6 +40,8 @@ def inpaint(eps_fn, schedule: Schedule, x_known, mask, *, key, sampler, num_step
   re-imposed while the step's noise level exceeds theirs (ᾱ/(1−ᾱ) ≤ 1/(2·noise_std)²)."""
   k_init, k_rev = jax.random.split(key)
   x_t = jax.random.normal(k_init, x_known.shape, jnp.float32) if x_init is None else jnp.asarray(x_init, jnp.float32)
-  until = 0 if not noise_std else int(np.ceil(float(schedule.sigma_to_index(2.0 * noise_std))))
+  # first index whose noise-to-signal ratio (1−ᾱ)/ᾱ reaches the pixels' (2·noise_std)² (host float64)
+  neg_log_ab = -np.log(np.asarray(schedule.alphas_cumprod, np.float64))
+  until = int(np.searchsorted(neg_log_ab, np.log1p((2.0 * noise_std) ** 2))) if noise_std else 0
   return reverse(eps_fn, schedule, x_t, key=k_rev, t_start=schedule.num_timesteps - 1, sampler=sampler,
                  num_steps=num_steps, known=(jnp.asarray(x_known, jnp.float32), mask, until), **options)
