@@ -48,8 +48,10 @@ def main(argv):
     import jax
     from jaxdiff import tasks
     from jaxdiff.io import atomic_write
+    from jaxdiff.tasks.config import validate
     cfg = flags.FLAGS.config
     workdir = flags.FLAGS.workdir
+    validate(cfg)  # before anything is written: a bad rerun never replaces a workdir's config.json
     os.makedirs(workdir, exist_ok=True)
     atomic_write(os.path.join(workdir, "config.json"), cfg.to_json_best_effort(indent=2) + "\n")  # process 0 only
     print(f"task={cfg.task} workdir={workdir} devices={jax.device_count()} ({jax.devices()[0].platform})",

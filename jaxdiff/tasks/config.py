@@ -154,7 +154,8 @@ def get_config():
 
 
 TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo")
-DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "cifar10_archive", "cifar100_archive", "digits", "synthetic")
+DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "cifar10_archive", "cifar100_archive", "digits", "digits_rings",
+            "synthetic")
 _training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion", "zoo")
 
 BASE_RULES = [

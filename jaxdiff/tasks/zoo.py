@@ -105,7 +105,8 @@ def model_fingerprint(config, spec):
 
 
 def build(config, workdir, name, spec, model, variables, model_meta):
-  """Params of one zoo model: its export when made under the same settings, else fine-tuned and exported."""
+  """(params, meta) of one zoo model: its export when made under the same settings, else fine-tuned and
+  exported; None when the fine-tune stopped at ``train.stop_at``."""
   out = os.path.join(workdir, "models", name)
   fp = model_fingerprint(config, spec)
   if os.path.exists(os.path.join(out, "meta.json")):
@@ -125,9 +126,11 @@ def build(config, workdir, name, spec, model, variables, model_meta):
     run_cfg = _run_config(config, spec)
     ckpt_fp = {k: v for k, v in fp.items() if k != "spec"}
     ckpt_fp["spec"] = {k: v for k, v in fp["spec"].items() if k != "steps"}  # a longer run resumes
-    state, _ = fit(model, {"params": variables["params"]}, loss, make_source(config.data, "train"), config=run_cfg,
-                   workdir=os.path.join(workdir, "runs", name), mesh=make_mesh(), fingerprint=ckpt_fp, frozen=frozen,
-                   desc=f"zoo {name}")
+    state, finished = fit(model, {"params": variables["params"]}, loss, make_source(config.data, "train"),
+                          config=run_cfg, workdir=os.path.join(workdir, "runs", name), mesh=make_mesh(),
+                          fingerprint=ckpt_fp, frozen=frozen, desc=f"zoo {name}")
+    if not finished:  # stopped at train.stop_at: nothing is exported; a rerun continues
+      return None
     params = state.ema_params if config.train.use_ema else state.params
   export_model(out, "unet", model_meta, {"params": params}, extra)
   return params, {**extra, "model": model_meta}
@@ -141,7 +144,7 @@ def out_classifier(config, workdir):
     return load_classifier(z.out_classifier, "config.zoo.out_classifier")
   out = os.path.join(workdir, "classifiers", "out_d2d")
   c = ml_collections.ConfigDict(config.to_dict())
-  c.data.name = "digits_rings" if config.data.name == "digits" else config.data.name
+  c.data.update(name="digits_rings" if config.data.name == "digits" else config.data.name, num_classes=11)
   c.model = ml_collections.ConfigDict(dict(name="cnn", image_size=config.data.image_size,
                                            in_channels=config.model.in_channels, num_classes=11, widths=(32, 64),
                                            dtype="float32", init_from=""))
@@ -316,6 +319,9 @@ def run_zoo(config, workdir):
   built = {}
   for name, spec in progress(entries, desc="zoo: models", unit="model"):
     built[name] = build(config, workdir, name, spec, model, variables, model_meta)
+    if built[name] is None:
+      print(f"zoo: {name} stopped at train.stop_at = {config.train.stop_at}; rerun to continue", flush=True)
+      return []
   t_train = time.time()
   zoo_backdoors = {name: (backdoor_of(config, spec), spec.sampler) for name, spec in entries if spec.attack != "clean"}
   judge = Judge(config, workdir, need_out=any(s.attack == "trojdiff_out_d2d" for _, s in entries))

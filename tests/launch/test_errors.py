@@ -33,9 +33,15 @@ def _refused(*args):
     ("purify_cifar", "--config.eval.num_examples=1", "config.classifier.path is empty: it must name an existing"),
     ("certify_digits", "--config.classifier.path=assets:digits/ddpm",
      "config.classifier.path = 'assets:digits/ddpm' is a unet export, but a classifier is needed here"),
+    ("zoo_digits", "--config.zoo.models.bd_stop_hat.psi=0.5",
+     "config.zoo.models.bd_stop_hat.psi = 0.5: must be 1 except for villandiffusion"),
+    ("zoo_digits", "--config.zoo.sample_steps['dpm_solver++']=0",  # keys with '+' are addressed by subscript
+     "config.zoo.sample_steps = {...}: must give every sampler"),
 ])
 def test_config_errors_exit_2_with_one_line(tmp_path, config, override, message):
   assert message in _refused(f"--config=configs/{config}.py", f"--workdir={tmp_path}", override)
+  if "export" not in message:  # config rules are checked before anything is written (model files when loaded)
+    assert not (tmp_path / "config.json").exists()
 
 
 def _broken_copy(tmp_path, how):
