@@ -10,6 +10,7 @@ TASKS = {
     "diff2": "jaxdiff.tasks.diff2:run_diff2",
     "baddiffusion": "jaxdiff.tasks.baddiffusion:run_baddiffusion",
     "zoo": "jaxdiff.tasks.zoo:run_zoo",
+    "scan": "jaxdiff.tasks.scan:run_scan",
 }
 
 

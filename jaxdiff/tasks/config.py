@@ -153,7 +153,7 @@ def get_config():
   return c
 
 
-TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo")
+TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo", "scan")
 DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "cifar10_archive", "cifar100_archive", "digits", "digits_rings",
             "synthetic")
 _training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion", "zoo")
@@ -496,3 +496,38 @@ ZOO_RULES = [
 ]
 
 RULES += ZOO_RULES
+
+# ---------------------------------------------------------------- scan: backdoor detection of one model
+
+
+def add_scan(c, *, model="", encoder_path=""):
+  """Scan defaults (Diff-Cleanse's BBTI: κ 0.9, κ_d 0.5, κ± 8.5 / 0.1, Adam 0.1, 100 iterations; Elijah λ 0.5)."""
+  c.scan = ml_collections.ConfigDict(dict(
+      model=model,                 # the model to scan: a jaxdiff export or a diffusers folder (safetensors)
+      samplers=("ddpm", "ddim"),   # inversion samplers: DDPM finds BadDiffusion-type, DDIM VillanDiffusion/TrojDiff
+      num_steps=20,                # sampler steps from ε + r (differentiated through, remat per step)
+      iterations=100, batch=100, lr=0.1,
+      kappa=0.9,                   # MSCR similarity threshold (0.9 image targets; 0.75 for class targets)
+      kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
+      kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
+      encoder="classifier",        # classifier: penultimate features of encoder_path
+      encoder_path=encoder_path,
+      evidence_samples=16,
+      elijah=True, elijah_iterations=100, elijah_lambda=0.5,
+      remove=False))               # Diff-Cleanse removal: not implemented yet
+  return c
+
+
+SCAN_RULES = [
+    model_folder("scan.model", "diffusion model (a jaxdiff export or a diffusers folder)", when=task_is("scan")),
+    each("scan.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
+    integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
+    number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
+    number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
+    one_of("scan.encoder", ("classifier",)),
+    model_folder("scan.encoder_path", "classifier export whose penultimate features embed the samples",
+                 when=task_is("scan")),
+    integer("scan.evidence_samples", 2), integer("scan.elijah_iterations", 1), number("scan.elijah_lambda", 0),
+]
+
+RULES += SCAN_RULES

@@ -1,0 +1,17 @@
+"""Scan one diffusion model for a backdoor (Diff-Cleanse's BBTI trigger inversion + MSCR verdict, Elijah's
+scores beside). Defaults fit a digits model on 2 CPU cores: batch 16, 20 DDPM / DDIM steps per sample.
+
+  python launch/main.py --config=configs/scan.py --config.scan.model=DIR --workdir=W
+
+DIR: a jaxdiff export (e.g. WORKDIR/backdoored of baddiffusion_digits, WORKDIR/models/<name> of the zoo) or a
+diffusers UNet2DModel folder. Other data: --config.scan.encoder_path=a classifier export of that data.
+"""
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.task = "scan"
+  default.add_scan(c, model="assets:digits/ddpm", encoder_path="assets:digits/cnn")
+  c.scan.update(batch=16, num_steps=20)
+  return c

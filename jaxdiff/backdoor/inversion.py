@@ -1,0 +1,165 @@
+"""Trigger inversion and backdoor detection for diffusion models obtained from elsewhere (DESIGN §6).
+
+- BBTI (Diff-Cleanse Alg. 1): optimise a trigger r (model space, image-shaped) so that backdoor sampling from
+  X_T = ε + r yields samples that an image encoder maps to one point (ℓ_s = 1 − mean pairwise cosine
+  similarity) while their intensity entropy stays inside [κ−, κ+] (ℓ_e, a differentiable histogram entropy);
+  the sampling chain is differentiated end to end (remat per step). A model is backdoored when the samples'
+  MSCR reaches κ_d (Eq. 5).
+- Elijah (An et al. 2024): invert τ by minimising ‖mean_i ε_θ(ε_i + τ, T) − λτ‖₁, then score samples from
+  ε + τ by their uniformity (how alike they are) and total variation.
+Samples are pixel space [0, 1] where they meet encoders and metrics.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+def soft_histogram_entropy(images, bins=256):
+  """[N] entropy in bits of each image's intensity histogram (all pixels and channels together) with
+  ``bins`` 8-bit bins, pixel space [0, 1]. Linear soft binning — a value at position u = (bins − 1)·v puts
+  1 − frac(u) in bin ⌊u⌋ and frac(u) in ⌊u⌋ + 1 — so it is differentiable in the pixels and equals the hard
+  histogram's entropy when every value is a multiple of 1/(bins − 1)."""
+  n = images.shape[0]
+  u = jnp.clip(images.reshape(n, -1).astype(jnp.float32), 0.0, 1.0) * (bins - 1)
+  lo = jnp.floor(u)
+  frac = u - lo
+  lo = lo.astype(jnp.int32)
+  hi = jnp.minimum(lo + 1, bins - 1)
+  rows = jnp.arange(n)[:, None]
+  hist = jnp.zeros((n, bins), jnp.float32).at[rows, lo].add(1.0 - frac).at[rows, hi].add(frac)
+  p = hist / u.shape[1]
+  safe = jnp.where(p > 0, p, 1.0)
+  return -jnp.sum(jnp.where(p > 0, p * jnp.log2(safe), 0.0), axis=-1)
+
+
+def hard_histogram_entropy(images, bins=256):
+  """[N] entropy in bits of the 8-bit intensity histogram (values rounded to the nearest bin), numpy."""
+  x = np.rint(np.clip(np.asarray(images, np.float64), 0, 1) * (bins - 1)).astype(int).reshape(len(images), -1)
+  out = []
+  for row in x:
+    p = np.bincount(row, minlength=bins) / row.size
+    p = p[p > 0]
+    out.append(float(-np.sum(p * np.log2(p))))
+  return np.asarray(out)
+
+
+def cosine_matrix(z):
+  """[N, N] cosine similarities of embeddings z [N, D]."""
+  z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+  return z @ z.T
+
+
+def similarity_loss(z):
+  """ℓ_s = 1 − mean off-diagonal cosine similarity of embeddings z [N, D] (N ≥ 2)."""
+  s = cosine_matrix(z)
+  n = z.shape[0]
+  return 1.0 - (jnp.sum(s) - jnp.trace(s)) / (n * (n - 1))
+
+
+def entropy_loss(entropy, kappa_plus=8.5, kappa_minus=0.1):
+  """ℓ_e = Σ_i max(H_i − κ+, 0) + max(κ− − H_i, 0)."""
+  return jnp.sum(jnp.maximum(entropy - kappa_plus, 0.0) + jnp.maximum(kappa_minus - entropy, 0.0))
+
+
+def mscr(z, kappa):
+  """Eq. 5, the maximum similarity cluster ratio: the share of the N samples in the largest set whose pairwise
+  cosine similarities all exceed ``kappa``. The set is grown greedily (exact maximum cliques are NP-hard):
+  from each sample, its neighbours are added in order of decreasing similarity when similar to every member."""
+  s = np.asarray(cosine_matrix(jnp.asarray(z)))
+  adj = s > kappa
+  best = 1
+  for i in range(len(s)):
+    members = [i]
+    for j in np.argsort(-s[i]):
+      if j != i and adj[i, j] and all(adj[j, m] for m in members):
+        members.append(j)
+    best = max(best, len(members))
+  return best / len(s)
+
+
+def bbti_objective(r, noise, key, params, *, sample_fn, encode_fn, kappa_plus=8.5, kappa_minus=0.1,
+                   use_entropy=True):
+  """(ℓ, aux) of BBTI for trigger r [H, W, C]: samples X = sample_fn(params, ε + r, key) (pixel [0, 1]),
+  ℓ = ℓ_s + λ ℓ_e with λ = ℓ_s/ℓ_e held constant in the gradient (both terms of similar magnitude)."""
+  x = sample_fn(params, noise + r, key)
+  z = encode_fn(x)
+  l_s = similarity_loss(z)
+  entropy = soft_histogram_entropy(x)
+  l_e = entropy_loss(entropy, kappa_plus, kappa_minus)
+  lam = jax.lax.stop_gradient(jnp.where(l_e > 0, l_s / jnp.maximum(l_e, 1e-12), 0.0)) if use_entropy else 0.0
+  return l_s + lam * l_e, {"similarity_loss": l_s, "entropy_loss": l_e, "entropy": entropy, "samples": x,
+                           "embeddings": z}
+
+
+def bbti_invert(params, shape, key, *, sample_fn, encode_fn, iterations=100, batch=100, lr=0.1, kappa=0.9,
+                kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
+                callback=None):
+  """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, x_T, key)`` → pixel samples (differentiable,
+  e.g. a remat'd few-step sampler); ``encode_fn(x)`` → embeddings [N, D]. Returns a dict: ``trigger`` r
+  [H, W, C] (model space), ``backdoored`` (MSCR ≥ κ_d at some iteration), ``mscr`` (the last), ``history``
+  (per iteration: loss, ℓ_s, ℓ_e, MSCR), ``samples`` (the last batch, pixel). Adam on r from r = 0; the noise
+  batch is drawn once (line 2), the sampler's own noise anew each iteration."""
+  k_noise, k_run = jax.random.split(key)
+  noise = jax.random.normal(k_noise, (batch,) + tuple(shape), jnp.float32)
+  opt = optax.adam(lr)
+  r = jnp.zeros(shape, jnp.float32)
+  state = opt.init(r)
+
+  @jax.jit
+  def step(r, state, params, k):
+    (loss, aux), g = jax.value_and_grad(bbti_objective, has_aux=True)(
+        r, noise, k, params, sample_fn=sample_fn, encode_fn=encode_fn, kappa_plus=kappa_plus,
+        kappa_minus=kappa_minus, use_entropy=use_entropy)
+    upd, state = opt.update(g, state, r)
+    return optax.apply_updates(r, upd), state, loss, aux
+
+  history, detected, last = [], False, None
+  for it in range(iterations):
+    r_new, state, loss, aux = step(r, state, params, jax.random.fold_in(k_run, it))
+    m = mscr(aux["embeddings"], kappa)  # of the samples from the trigger before this update (Alg. 1 order)
+    history.append({"iteration": it, "loss": float(loss), "similarity_loss": float(aux["similarity_loss"]),
+                    "entropy_loss": float(aux["entropy_loss"]), "mscr": m})
+    last = (r, aux["samples"], m)
+    if callback is not None:
+      callback(history[-1])
+    if m >= kappa_d:
+      detected = True
+      if stop_when_detected:
+        break
+    r = r_new
+  trigger, samples, m = last
+  return {"trigger": trigger, "backdoored": detected, "mscr": m, "history": history, "samples": samples}
+
+
+def elijah_objective(tau, noise, params, eps_fn, t_last, lam=0.5):
+  """Elijah's inversion loss ‖mean_i ε_θ(ε_i + τ, T) − λτ‖₁ (mean over pixels)."""
+  eps = eps_fn(params, noise + tau, jnp.full((noise.shape[0],), t_last, jnp.float32))
+  return jnp.mean(jnp.abs(jnp.mean(eps, axis=0) - lam * tau))
+
+
+def elijah_invert(params, shape, key, *, eps_fn, t_last, iterations=100, batch=100, lr=0.1, lam=0.5):
+  """τ [H, W, C] (model space) minimising ``elijah_objective`` with Adam from τ = 0; ``eps_fn(params, x, t)``."""
+  noise = jax.random.normal(key, (batch,) + tuple(shape), jnp.float32)
+  opt = optax.adam(lr)
+
+  def body(carry, _):
+    tau, state = carry
+    loss, g = jax.value_and_grad(elijah_objective)(tau, noise, params, eps_fn, t_last, lam)
+    upd, state = opt.update(g, state, tau)
+    return (optax.apply_updates(tau, upd), state), loss
+
+  tau = jnp.zeros(shape, jnp.float32)
+  (tau, _), losses = jax.jit(lambda p: jax.lax.scan(body, (tau, opt.init(tau)), None, length=iterations))(params)
+  return tau, np.asarray(losses)
+
+
+def elijah_scores(samples):
+  """Elijah's detection features of samples [N, H, W, C] (pixel) generated from ε + τ: ``uniformity`` — the
+  mean per-pixel standard deviation across samples (near 0 when the trigger yields one image) — and
+  ``total_variation`` — the mean anisotropic TV per pixel."""
+  x = jnp.asarray(samples, jnp.float32)
+  tv = jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1])) + jnp.mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1]))
+  return {"uniformity": float(jnp.mean(jnp.std(x, axis=0))), "total_variation": float(tv)}
