@@ -27,6 +27,8 @@ def _declared():
   default.add_certification(c)
   default.add_diff2(c, surrogates=())
   default.add_baddiffusion(c)
+  default.add_zoo(c, {"*": default.zoo_entry()})  # every zoo entry has the fields of zoo_entry
+  default.add_scan(c)
   return c
 
 
@@ -46,5 +48,6 @@ def test_config_fields_are_declared_in_default(name):
   declared = set(_paths(_declared()))
   c = importlib.import_module(f"configs.{name}").get_config()
   # config.model holds the constructor arguments of the chosen network, which differ per architecture
-  undeclared = [p for p in _paths(c) if p not in declared and p[0] != "model"]
+  paths = [("zoo", "models", "*") + p[3:] if p[:2] == ("zoo", "models") else p for p in _paths(c)]
+  undeclared = [p for p in paths if p not in declared and p[0] != "model"]
   assert not undeclared, f"configs/{name}.py sets fields that configs/default.py does not declare: {undeclared}"
