@@ -510,7 +510,7 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa=0.9,                   # MSCR similarity threshold (0.9 image targets; 0.75 for class targets)
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
-      encoder="classifier",        # classifier: penultimate features of encoder_path
+      encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
       encoder_path=encoder_path,
       evidence_samples=16,
       elijah=True, elijah_iterations=100, elijah_lambda=0.5,
@@ -524,9 +524,9 @@ SCAN_RULES = [
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
-    one_of("scan.encoder", ("classifier",)),
+    one_of("scan.encoder", ("classifier", "pixels")),
     model_folder("scan.encoder_path", "classifier export whose penultimate features embed the samples",
-                 when=task_is("scan")),
+                 when=lambda c: c.task == "scan" and c.scan.encoder == "classifier"),
     integer("scan.evidence_samples", 2), integer("scan.elijah_iterations", 1), number("scan.elijah_lambda", 0),
 ]
 

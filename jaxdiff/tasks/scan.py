@@ -30,9 +30,13 @@ from jaxdiff.tasks.config import validate
 
 
 def encoder(config, shape):
-  """(encode_fn(x pixel [N, H, W, C]) -> [N, D], description) of ``scan.encoder``: the penultimate features of
-  a classifier export (for digits, the shipped CNN) made for images of ``shape``."""
+  """(encode_fn(x pixel [N, H, W, C]) -> [N, D], description) of ``scan.encoder``: "pixels" — each image minus its
+  mean (cosine similarity = the images' Pearson correlation); "classifier" — the penultimate features of a
+  classifier export made for images of ``shape``."""
   s = config.scan
+  if s.encoder == "pixels":
+    flat = lambda x: x.reshape(x.shape[0], -1)
+    return (lambda x: flat(x) - jnp.mean(flat(x), axis=1, keepdims=True)), "pixels (mean-centred; Pearson correlation)"
   module, variables, meta = load_model(s.encoder_path, kind="classifier", what="config.scan.encoder_path")
   m = meta["model"]
   if (m.get("image_size"), m.get("in_channels")) != (shape[0], shape[2]):

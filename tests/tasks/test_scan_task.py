@@ -44,7 +44,7 @@ def test_scan_refuses_bad_inputs(tmp_path):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.encoder = "clip"
-  with pytest.raises(ConfigError, match=r"config\.scan\.encoder = 'clip': must be one of 'classifier'"):
+  with pytest.raises(ConfigError, match=r"config\.scan\.encoder = 'clip': must be one of 'classifier', 'pixels'"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.encoder_path = "assets:digits/cnn"  # 16×16 digits, the model makes 8×8 images
