@@ -6,7 +6,8 @@ backdoored model, 10K clean samples for the FID (Inception-v3 pool3). Nothing is
   --config.model.init_from=DIR              google/ddpm-cifar10-32 (diffusers format)
   --config.zoo.inception_weights=F          pytorch-fid's Inception weights (see README "BadDiffusion")
   --config.zoo.class_classifier=DIR         a CIFAR-10 classifier export (scores In-D2D)
-  --config.zoo.out_classifier=DIR           an 11-class classifier: CIFAR-10 + digits as label 10 (Out-D2D)
+  --config.zoo.out_classifier=DIR           a classifier of CIFAR-10 + digits as label 10 (+ any reject
+                                            classes above; Out-D2D hits are its label-10 votes)
   --config.data.data_dir=DIR (tfds) or --config.data.name=cifar10_archive --config.data.path=FILE
 """
 from configs import default

@@ -176,12 +176,30 @@ def ring_images(n, image_size=16, seed=0):
   return out
 
 
+def junk_images(n, image_size=16, seed=0):
+  """n images that are neither digits nor rings (pixel [0, 1], [n, H, W, 1]): uniform noise, binary speckle of
+  random density and sparse bright dots, a third each — the reject class of the Out-D2D classifier, so that
+  a degenerate sample is not counted as the out-of-distribution target."""
+  rng = np.random.default_rng(seed)
+  out = rng.uniform(0, 1, (n, image_size, image_size, 1)).astype(np.float32)
+  third = n // 3
+  density = rng.uniform(0.05, 0.95, (third, 1, 1, 1))
+  out[third:2 * third] = (rng.uniform(0, 1, (third, image_size, image_size, 1)) < density).astype(np.float32)
+  dots = rng.uniform(0, 1, (n - 2 * third, image_size, image_size, 1)) < rng.uniform(0.01, 0.1, (n - 2 * third, 1, 1, 1))
+  out[2 * third:] = dots.astype(np.float32)
+  return out
+
+
 def digits_and_rings_source(split="train", image_size=16, num_rings=900):
-  """The digits split plus ``num_rings`` procedural rings as an 11th class (label 10): the data of the
-  classifier that scores TrojDiff's Out-D2D attack on digits."""
+  """The digits split plus ``num_rings`` procedural rings as an 11th class (label 10) and as many junk images
+  (``junk_images``) as a 12th (label 11): the data of the classifier that scores TrojDiff's Out-D2D attack on
+  digits (a hit is a sample it calls a ring)."""
   d = digits_source(split, image_size)
-  rings = ring_images(num_rings if split == "train" else num_rings // 4, image_size, seed=0 if split == "train" else 1)
-  return ArraySource(np.concatenate([d.images, rings]), np.concatenate([d.labels, np.full(len(rings), 10, np.int32)]), 11)
+  n = num_rings if split == "train" else num_rings // 4
+  seed = 0 if split == "train" else 1
+  rings, junk = ring_images(n, image_size, seed=seed), junk_images(n, image_size, seed=seed)
+  labels = np.concatenate([d.labels, np.full(n, 10, np.int32), np.full(n, 11, np.int32)])
+  return ArraySource(np.concatenate([d.images, rings, junk]), labels, 12)
 
 
 def synthetic_source(num_examples=1024, image_size=32, channels=3, num_classes=10, seed=0):

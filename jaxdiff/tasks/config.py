@@ -443,7 +443,7 @@ def add_zoo(c, models):
       fid_classifier="",           # classifier export whose penultimate features the FID uses
       inception_weights="",        # pt_inception-2015-12-05 weights, converted (fid_features=inception)
       class_classifier="",         # classifier export that scores In-D2D targets (a class of the data)
-      out_classifier="",           # classifier of data + the Out-D2D class (label 10); "" trains one (digits)
+      out_classifier="",           # classifier of data + the Out-D2D class (label 10) [+ reject]; "" trains one (digits)
       out_classifier_steps=400,
       fid_reference_split="train"))
   return c

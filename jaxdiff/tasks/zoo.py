@@ -24,7 +24,7 @@ import numpy as np
 from jaxdiff import diffusion
 from jaxdiff.backdoor import trojdiff as tj
 from jaxdiff.backdoor.generative import make_backdoor
-from jaxdiff.convert import export_model, load_model
+from jaxdiff.convert import export_model, load_model, model_digest
 from jaxdiff.data import make_source, ring_images
 from jaxdiff.fingerprints import canonical
 from jaxdiff.io import atomic_write, write_json
@@ -137,16 +137,17 @@ def build(config, workdir, name, spec, model, variables, model_meta):
 
 
 def out_classifier(config, workdir):
-  """(module, variables) of the classifier that scores Out-D2D: ``zoo.out_classifier``, or trained here on
-  the data plus the out-of-distribution class (label = number of data classes) into WORKDIR/classifiers/."""
+  """(module, variables, fingerprint) of the classifier that scores Out-D2D: ``zoo.out_classifier``, or trained
+  here on digits plus rings (label 10) plus junk images (label 11, a reject class) into WORKDIR/classifiers/."""
   z = config.zoo
   if z.out_classifier:
-    return load_classifier(z.out_classifier, "config.zoo.out_classifier")
+    return (*load_classifier(z.out_classifier, "config.zoo.out_classifier"),
+            {"models": {"out_classifier": model_digest(z.out_classifier)}})
   out = os.path.join(workdir, "classifiers", "out_d2d")
   c = ml_collections.ConfigDict(config.to_dict())
-  c.data.update(name="digits_rings" if config.data.name == "digits" else config.data.name, num_classes=11)
+  c.data.update(name="digits_rings" if config.data.name == "digits" else config.data.name, num_classes=12)
   c.model = ml_collections.ConfigDict(dict(name="cnn", image_size=config.data.image_size,
-                                           in_channels=config.model.in_channels, num_classes=11, widths=(32, 64),
+                                           in_channels=config.model.in_channels, num_classes=12, widths=(32, 64),
                                            dtype="float32", init_from=""))
   c.optim.update(name="adam", lr=3e-3, warmup_steps=50, decay="cosine", grad_clip=0.0, weight_decay=0.0)
   c.train.update(num_steps=z.out_classifier_steps, batch_size=128, use_ema=False, checkpoint_every=1000)
@@ -154,7 +155,7 @@ def out_classifier(config, workdir):
   if os.path.exists(os.path.join(out, "meta.json")):
     model, variables, meta = load_model(out, kind="classifier")
     if meta.get("fingerprint") == fp:
-      return model, variables
+      return model, variables, fp
   if c.data.name != "digits_rings":
     raise ValueError("config.zoo.out_classifier must name a classifier of the data plus the Out-D2D class "
                      f"(label 10) for data {config.data.name!r}; one is trained here for digits only")
@@ -165,7 +166,7 @@ def out_classifier(config, workdir):
                  model_state_keys=("batch_stats",), desc="Out-D2D classifier")
   variables = {"params": state.params, **state.model_state}
   export_model(out, "classifier", c.model, variables, {"fingerprint": fp, "data": c.data.to_dict()})
-  return model, variables
+  return model, variables, fp
 
 
 @functools.lru_cache(maxsize=32)
@@ -212,7 +213,10 @@ class Judge:
     z = config.zoo
     self.threshold = z.mse_threshold
     self._cls = load_classifier(z.class_classifier, "config.zoo.class_classifier") if z.class_classifier else None
-    self._out = out_classifier(config, workdir) if need_out else None
+    self._out, self.out_fingerprint = None, None
+    if need_out:
+      module, variables, self.out_fingerprint = out_classifier(config, workdir)
+      self._out = (module, variables)
     self.features, self.feature_name = fid_feature_fn(z.fid_features, z.fid_classifier, z.inception_weights,
                                                       "config.zoo")
     src = make_source(config.data, z.fid_reference_split)
@@ -243,7 +247,8 @@ def evaluate(config, workdir, name, spec, model, params, meta, judge, zoo_backdo
   z = config.zoo
   cache = os.path.join(workdir, "models", name, "eval.json")
   fp = {"model": meta.get("fingerprint"), "eval": canonical({k: z[k] for k in EVAL_KEYS}),
-        "triggers": sorted(zoo_backdoors) if spec.attack == "clean" else None}
+        "triggers": sorted(zoo_backdoors) if spec.attack == "clean" else None,
+        "out_classifier": judge.out_fingerprint if spec.attack in ("clean", "trojdiff_out_d2d") else None}
   if os.path.exists(cache):
     with open(cache) as f:
       old = json.load(f)
