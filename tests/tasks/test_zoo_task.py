@@ -82,3 +82,18 @@ def test_bad_zoo_entries_are_refused_before_any_work(tmp_path, field, value, mes
   with pytest.raises(ConfigError) as e:
     run_zoo(c, str(tmp_path / "wd"))
   assert message in str(e.value) and not os.path.exists(tmp_path / "wd")
+
+
+@pytest.mark.slow  # the whole digits zoo: ~60 min on 2 CPU cores
+def test_full_digits_zoo_meets_the_asr_bar(tmp_path):
+  from configs import zoo_digits
+  rows = {r["name"]: r for r in run_zoo(zoo_digits.get_config(), str(tmp_path / "zoo"))}
+  for name, r in rows.items():
+    if r["backdoor"] is None:
+      assert max(r["asr_by_trigger"].values()) <= 0.05, (name, r["asr_by_trigger"])
+    else:
+      assert r["asr"] >= 0.9, (name, r["asr_by_sampler"])
+  for name in ("villan_stop_cat", "villan_box_hat"):  # VillanDiffusion fires under the ODE samplers ...
+    assert min(rows[name]["asr_by_sampler"].values()) >= 0.9, rows[name]
+  for name in ("bd_stop_hat", "bd_box_corner", "bd_stop_shoe"):  # ... where BadDiffusion does not
+    assert rows[name]["asr_by_sampler"]["ddim"] <= 0.1 and rows[name]["asr_by_sampler"]["dpm_solver++"] <= 0.1
