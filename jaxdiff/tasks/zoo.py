@@ -37,6 +37,7 @@ from jaxdiff.tasks.common import fid_feature_fn, fingerprint, init_or_load, load
 from jaxdiff.tasks.config import validate
 from jaxdiff.train import classifier_loss, diffusion_loss, fit
 
+TRIGGER_KEYS = ("attack", "trigger", "trigger_size", "target", "target_class", "trojan_trigger", "psi", "sampler")
 EVAL_KEYS = ("sample_steps", "compare_samplers", "num_samples", "clean_trigger_samples", "fid_samples",
              "sample_batch", "mse_threshold", "fid_features", "fid_classifier", "inception_weights",
              "class_classifier", "fid_reference_split")
@@ -247,7 +248,9 @@ def evaluate(config, workdir, name, spec, model, params, meta, judge, zoo_backdo
   z = config.zoo
   cache = os.path.join(workdir, "models", name, "eval.json")
   fp = {"model": meta.get("fingerprint"), "eval": canonical({k: z[k] for k in EVAL_KEYS}),
-        "triggers": sorted(zoo_backdoors) if spec.attack == "clean" else None,
+        # what a clean model's rows depend on: every zoo trigger's start, reverse process, sampler and target
+        "triggers": {n: canonical({k: config.zoo.models[n][k] for k in TRIGGER_KEYS}) for n in sorted(zoo_backdoors)}
+                    if spec.attack == "clean" else None,
         "out_classifier": judge.out_fingerprint if spec.attack in ("clean", "trojdiff_out_d2d") else None}
   if os.path.exists(cache):
     with open(cache) as f:

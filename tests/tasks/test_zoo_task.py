@@ -61,7 +61,11 @@ def test_zoo_tiny_end_to_end_layout_and_resume(tmp_path):
   evals = os.path.getmtime(wd / "models" / "villan" / "eval.json")
   assert run_zoo(c, str(wd)) == rows and os.path.getmtime(wd / "models" / "villan" / "eval.json") == evals
   c.zoo.models.bd.steps = 3
+  c.zoo.models.d2i.target = "hat"  # another trigger target: the clean models' rows are measured again
+  c.overwrite = True  # d2i itself is retrained under the new target (its checkpoint is refused otherwise)
+  clean_eval = os.path.getmtime(wd / "models" / "clean_a" / "eval.json")
   again = run_zoo(c, str(wd))
+  assert os.path.getmtime(wd / "models" / "clean_a" / "eval.json") > clean_eval
   assert os.path.getmtime(wd / "models" / "villan" / "params.safetensors") == stamp["villan"]
   assert os.path.getmtime(wd / "models" / "bd" / "params.safetensors") > stamp["bd"]
   assert json.load(open(wd / "models" / "bd" / "meta.json"))["steps"] == 3 and again[2]["steps"] == 3
