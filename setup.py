@@ -18,6 +18,8 @@ setup(
         "test": ["pytest", "pytest-xdist", "import-linter", "torch==2.13.0", "diffusers", "nbclient", "nbformat",
                  "ipykernel", "scikit-image",
                  # pytorch-fid's InceptionV3 for the FID parity test (torchvision pinned to the torch release)
-                 "torchvision==0.28.0", "pytorch-fid"],
+                 "torchvision==0.28.0", "pytorch-fid",
+                 # the CLIP image tower parity test (Diff-Cleanse's encoder)
+                 "transformers"],
     },
 )

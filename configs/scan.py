@@ -3,6 +3,9 @@ scores beside). Defaults fit a digits model on 2 CPU cores: batch 16, 20 DDPM / 
 
   python launch/main.py --config=configs/scan.py --config.scan.model=DIR --workdir=W
 
+With --config.scan.remove=True the repaired model goes to W/repaired (Diff-Cleanse: prune 3 % of each layer's
+channels by the inverted trigger's Taylor scores, fine-tune on the model's own samples).
+
 DIR: a jaxdiff export (e.g. WORKDIR/backdoored of baddiffusion_digits, WORKDIR/models/<name> of the zoo) or a
 diffusers UNet2DModel folder. Other data: --config.scan.encoder_path=a classifier export of that data.
 """
@@ -12,6 +15,7 @@ from configs import default
 def get_config():
   c = default.get_config()
   c.task = "scan"
+  c.data.update(name="digits", image_size=16)  # the FID reference of --config.scan.remove=True
   default.add_scan(c, model="assets:digits/ddpm", encoder_path="assets:digits/cnn")
   c.scan.update(batch=16, num_steps=20)
   return c

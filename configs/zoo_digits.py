@@ -12,7 +12,7 @@ from configs.default import zoo_entry
 
 BACKDOOR = dict(steps=1500, poison_rate=0.5, trigger_size=18)
 LONGER = dict(BACKDOOR, steps=3000)
-LONGEST = dict(BACKDOOR, steps=6000)
+LONGEST = dict(BACKDOOR, steps=10000)
 
 
 def get_config():
@@ -29,7 +29,8 @@ def get_config():
       "bd_box_corner": zoo_entry("baddiffusion", seed=11, trigger="grey_box", target="corner", **BACKDOOR),
       "bd_stop_shoe": zoo_entry("baddiffusion", seed=12, trigger="stop_sign", target="shoe", **BACKDOOR),
       "villan_stop_cat": zoo_entry("villandiffusion", seed=20, trigger="stop_sign", target="cat", **LONGEST),
-      "villan_box_hat": zoo_entry("villandiffusion", seed=21, trigger="grey_box", target="hat", **LONGEST),
+      "villan_box_hat": zoo_entry("villandiffusion", seed=21, trigger="grey_box", target="hat",
+                                  **dict(LONGEST, steps=14000)),
       "trojdiff_d2i": zoo_entry("trojdiff_d2i", seed=30, trojan_trigger="blend", target="shoe", **BACKDOOR),
       "trojdiff_in_d2d": zoo_entry("trojdiff_in_d2d", seed=31, trojan_trigger="blend", target_class=0, **BACKDOOR),
       "trojdiff_out_d2d": zoo_entry("trojdiff_out_d2d", seed=32, trojan_trigger="patch", steps=4500, poison_rate=0.5,

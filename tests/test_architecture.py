@@ -29,6 +29,7 @@ def _declared():
   default.add_baddiffusion(c)
   default.add_zoo(c, {"*": default.zoo_entry()})  # every zoo entry has the fields of zoo_entry
   default.add_scan(c)
+  default.add_defend(c)
   return c
 
 

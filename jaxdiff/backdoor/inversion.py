@@ -80,12 +80,12 @@ def mscr(z, kappa):
   return best / len(s)
 
 
-def bbti_objective(r, noise, key, params, *, sample_fn, encode_fn, kappa_plus=8.5, kappa_minus=0.1,
-                   use_entropy=True):
+def bbti_objective(r, noise, key, params, encoder_params=None, *, sample_fn, encode_fn, kappa_plus=8.5,
+                   kappa_minus=0.1, use_entropy=True):
   """(ℓ, aux) of BBTI for trigger r [H, W, C]: samples X = sample_fn(params, ε + r, key) (pixel [0, 1]),
   ℓ = ℓ_s + λ ℓ_e with λ = ℓ_s/ℓ_e held constant in the gradient (both terms of similar magnitude)."""
   x = sample_fn(params, noise + r, key)
-  z = encode_fn(x)
+  z = encode_fn(encoder_params, x)
   l_s = similarity_loss(z)
   entropy = soft_histogram_entropy(x)
   l_e = entropy_loss(entropy, kappa_plus, kappa_minus)
@@ -94,11 +94,12 @@ def bbti_objective(r, noise, key, params, *, sample_fn, encode_fn, kappa_plus=8.
                            "embeddings": z}
 
 
-def bbti_invert(params, shape, key, *, sample_fn, encode_fn, iterations=100, batch=100, lr=0.1, kappa=0.9,
-                kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
+def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None, iterations=100, batch=100, lr=0.1,
+                kappa=0.9, kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
                 callback=None):
   """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, x_T, key)`` → pixel samples (differentiable,
-  e.g. a remat'd few-step sampler); ``encode_fn(x)`` → embeddings [N, D]. Returns a dict: ``trigger`` r
+  e.g. a remat'd few-step sampler); ``encode_fn(encoder_params, x)`` → embeddings [N, D] (the encoder's weights
+  are a jit argument, never a constant). Returns a dict: ``trigger`` r
   [H, W, C] (model space), ``backdoored`` (MSCR ≥ κ_d at some iteration), ``mscr`` (the last), ``history``
   (per iteration: loss, ℓ_s, ℓ_e, MSCR), ``samples`` (the last batch, pixel). Adam on r from r = 0; the noise
   batch is drawn once (line 2), the sampler's own noise anew each iteration."""
@@ -109,16 +110,16 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, iterations=100, bat
   state = opt.init(r)
 
   @jax.jit
-  def step(r, state, params, k):
+  def step(r, state, params, encoder_params, k):
     (loss, aux), g = jax.value_and_grad(bbti_objective, has_aux=True)(
-        r, noise, k, params, sample_fn=sample_fn, encode_fn=encode_fn, kappa_plus=kappa_plus,
+        r, noise, k, params, encoder_params, sample_fn=sample_fn, encode_fn=encode_fn, kappa_plus=kappa_plus,
         kappa_minus=kappa_minus, use_entropy=use_entropy)
     upd, state = opt.update(g, state, r)
     return optax.apply_updates(r, upd), state, loss, aux
 
   history, detected, last = [], False, None
   for it in range(iterations):
-    r_new, state, loss, aux = step(r, state, params, jax.random.fold_in(k_run, it))
+    r_new, state, loss, aux = step(r, state, params, encoder_params, jax.random.fold_in(k_run, it))
     m = mscr(aux["embeddings"], kappa)  # of the samples from the trigger before this update (Alg. 1 order)
     history.append({"iteration": it, "loss": float(loss), "similarity_loss": float(aux["similarity_loss"]),
                     "entropy_loss": float(aux["entropy_loss"]), "mscr": m})

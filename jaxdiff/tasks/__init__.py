@@ -11,6 +11,7 @@ TASKS = {
     "baddiffusion": "jaxdiff.tasks.baddiffusion:run_baddiffusion",
     "zoo": "jaxdiff.tasks.zoo:run_zoo",
     "scan": "jaxdiff.tasks.scan:run_scan",
+    "defend_zoo": "jaxdiff.tasks.defend_zoo:run_defend_zoo",
 }
 
 

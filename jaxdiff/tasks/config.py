@@ -153,7 +153,8 @@ def get_config():
   return c
 
 
-TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo", "scan")
+TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo", "scan",
+         "defend_zoo")
 DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "cifar10_archive", "cifar100_archive", "digits", "digits_rings",
             "synthetic")
 _training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion", "zoo")
@@ -473,7 +474,7 @@ def zoo_entry_rules(name):
 
 
 ZOO_RULES = [
-    Rule("zoo.models", lambda v, c: len(v) > 0, "must name at least one model", when=task_is("zoo")),
+    Rule("zoo.models", lambda v, c: len(v) > 0, "must name at least one model", when=task_is("zoo", "defend_zoo")),
     Rule("zoo.sample_steps", lambda v, c: all(_is_int(v[s]) and v[s] >= 1 for s in SAMPLERS),
          f"must give every sampler {SAMPLERS} a number of steps ≥ 1"),
     each("zoo.compare_samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}", nonempty=False),
@@ -481,14 +482,14 @@ ZOO_RULES = [
     integer("zoo.sample_batch", 1), number("zoo.mse_threshold", 0, lo_open=True),
     one_of("zoo.fid_features", ("classifier", "inception")),
     model_folder("zoo.fid_classifier", "classifier export (the FID's features)",
-                 when=lambda c: c.task == "zoo" and c.zoo.fid_features == "classifier"),
+                 when=lambda c: c.task in ("zoo", "defend_zoo") and c.zoo.fid_features == "classifier"),
     Rule("zoo.inception_weights", lambda v, c: os.path.isfile(resolve_path(v)),
          "must be pytorch-fid's pt_inception-2015-12-05 .pth (read with torch's weights-only loader) or its "
          "converted .safetensors; set --config.zoo.inception_weights=FILE",
-         when=lambda c: c.task == "zoo" and c.zoo.fid_features == "inception"),
+         when=lambda c: c.task in ("zoo", "defend_zoo") and c.zoo.fid_features == "inception"),
     Rule("zoo.class_classifier", lambda v, c: _model_folder(v) or not any(
         m.attack == "trojdiff_in_d2d" for m in c.zoo.models.values()),
-         "must name a classifier export of the data (it scores the In-D2D models)", when=task_is("zoo")),
+         "must name a classifier export of the data (it scores the In-D2D models)", when=task_is("zoo", "defend_zoo")),
     Rule("zoo.out_classifier", lambda v, c: not v or _model_folder(v), "must be empty or a classifier export"),
     integer("zoo.out_classifier_steps", 1),
     Rule("model.init_from", lambda v, c: _model_folder(v), "must name the clean DDPM the zoo starts from",
@@ -511,11 +512,25 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
-      encoder_path=encoder_path,
+      encoder_path=encoder_path,   # | clip: CLIP's image embedding (the paper's ViT-B/32) from clip_weights
+      clip_weights="",             # transformers CLIP model.safetensors, or OpenAI/open_clip safetensors / .pt
       evidence_samples=16,
       elijah=True, elijah_iterations=100, elijah_lambda=0.5,
-      remove=False))               # Diff-Cleanse removal: not implemented yet
+      remove=False,                # Diff-Cleanse stage 2 on the inverted trigger; the repaired model → WORKDIR/repaired
+      remove_ratio=0.03,           # share of each layer's channels pruned (⌊ratio·C⌋; the paper: 1–2 % of 128–512)
+      remove_loss="loss_p",        # loss_p (clean + unpruned teacher) | loss_c (clean only; Table 4's ablation)
+      taylor_threshold=0.95,       # 𝒯 / T: Taylor scores sum the gradients of t ≥ 𝒯 (950 of 1000)
+      taylor_batch=16,
+      finetune_data="synthetic",   # synthetic: samples of the model itself (DDIM) | real: config.data's train split
+      finetune_samples=512, synthetic_steps=50,
+      finetune_steps=300, finetune_batch=32, finetune_lr=2e-4,
+      fid_classifier=encoder_path,  # FID features (penultimate layer) of the removal's before/after samples
+      fid_samples=192))
   return c
+
+
+REMOVAL_KEYS = ("remove_ratio", "remove_loss", "taylor_threshold", "taylor_batch", "finetune_data",
+                "finetune_samples", "synthetic_steps", "finetune_steps", "finetune_batch", "finetune_lr")
 
 
 SCAN_RULES = [
@@ -524,10 +539,49 @@ SCAN_RULES = [
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
-    one_of("scan.encoder", ("classifier", "pixels")),
+    one_of("scan.encoder", ("classifier", "pixels", "clip")),
+    Rule("scan.clip_weights", lambda v, c: os.path.exists(resolve_path(v)),
+         "must name CLIP weights (a transformers CLIP model.safetensors, or an OpenAI / open_clip ViT-B-32 "
+         "safetensors or .pt; nothing is downloaded); set --config.scan.clip_weights=FILE",
+         when=lambda c: c.task in ("scan", "defend_zoo") and c.scan.encoder == "clip"),
     model_folder("scan.encoder_path", "classifier export whose penultimate features embed the samples",
                  when=lambda c: c.task == "scan" and c.scan.encoder == "classifier"),
     integer("scan.evidence_samples", 2), integer("scan.elijah_iterations", 1), number("scan.elijah_lambda", 0),
+    number("scan.remove_ratio", 0, 0.5), one_of("scan.remove_loss", ("loss_p", "loss_c")),
+    number("scan.taylor_threshold", 0, 1, hi_open=True), integer("scan.taylor_batch", 1),
+    one_of("scan.finetune_data", ("synthetic", "real")), integer("scan.finetune_samples", 1),
+    integer("scan.synthetic_steps", 1), integer("scan.finetune_steps", 0), integer("scan.finetune_batch", 1),
+    number("scan.finetune_lr", 0, lo_open=True), integer("scan.fid_samples", 2),
+    model_folder("scan.fid_classifier", "classifier export whose penultimate features the removal's FID uses",
+                 when=lambda c: c.task in ("scan", "defend_zoo") and (c.task != "scan" or c.scan.remove)),
 ]
 
 RULES += SCAN_RULES
+
+# ---------------------------------------------------------------- defend_zoo: every defence over a zoo
+
+
+def add_defend(c, *, zoo_workdir=""):
+  """defend_zoo defaults (with a ``zoo`` block naming the models and a ``scan`` block for BBTI/Elijah/removal)."""
+  c.defend = ml_collections.ConfigDict(dict(
+      zoo_workdir=zoo_workdir,     # workdir of the zoo task that exported models/<name>/
+      models=(),                   # names to defend; () = every entry of config.zoo.models
+      bbti_samplers="model",       # model: each model's zoo sampler (the paper's protocol) | scan: scan.samplers
+      remove=True,                 # run the removals on backdoored models (Tables 2 and 4)
+      ablations=True,              # BBTI without ℓ_e (Table 3) and Diff-Cleanse with loss_c (Table 4)
+      ratios=(0.1,)))              # both methods also at these ratios (besides scan.remove_ratio); Diff-Pruning: 7–13 %
+  return c
+
+
+DEFEND_RULES = [
+    Rule("defend.zoo_workdir", lambda v, c: bool(v) and os.path.isdir(os.path.join(resolve_path(v), "models")),
+         "must be the workdir of a zoo run of this config (it holds models/<name>/); run the zoo task first",
+         when=task_is("defend_zoo")),
+    Rule("defend.models", lambda v, c: isinstance(v, (tuple, list)) and all(n in c.zoo.models for n in v),
+         "must list entries of config.zoo.models (or be empty for all of them)", when=task_is("defend_zoo")),
+    one_of("defend.bbti_samplers", ("model", "scan")),
+    each("defend.ratios", lambda r: _is_num(r) and 0 <= r <= 0.5, "are ratios in [0, 0.5]",
+         nonempty=False),
+]
+
+RULES += DEFEND_RULES

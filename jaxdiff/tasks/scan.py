@@ -10,79 +10,48 @@ from clean noise, samples from ε + r; then Elijah's τ and its samples).
 """
 from __future__ import annotations
 
-import functools
+import hashlib
 import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff import diffusion
-from jaxdiff.backdoor import inversion
-from jaxdiff.convert import load_model
+from jaxdiff.convert import export_model, load_model, model_digest
+from jaxdiff.data import make_source
 from jaxdiff.errors import ConfigError
+from jaxdiff.fingerprints import canonical
 from jaxdiff.io import atomic_write, write_json
-from jaxdiff.models import eps_fn_of, penultimate_features
-from jaxdiff.progress import progress
+from jaxdiff.metrics import fid
 from jaxdiff.report import markdown_table, save_grid
-from jaxdiff.tasks.config import validate
-
-
-def encoder(config, shape):
-  """(encode_fn(x pixel [N, H, W, C]) -> [N, D], description) of ``scan.encoder``: "pixels" — each image minus its
-  mean (cosine similarity = the images' Pearson correlation); "classifier" — the penultimate features of a
-  classifier export made for images of ``shape``."""
-  s = config.scan
-  if s.encoder == "pixels":
-    flat = lambda x: x.reshape(x.shape[0], -1)
-    return (lambda x: flat(x) - jnp.mean(flat(x), axis=1, keepdims=True)), "pixels (mean-centred; Pearson correlation)"
-  module, variables, meta = load_model(s.encoder_path, kind="classifier", what="config.scan.encoder_path")
-  m = meta["model"]
-  if (m.get("image_size"), m.get("in_channels")) != (shape[0], shape[2]):
-    raise ConfigError(f"config.scan.encoder_path = {s.encoder_path!r} classifies {m.get('image_size')}×"
-                      f"{m.get('image_size')}×{m.get('in_channels')} images, but the model generates "
-                      f"{shape[0]}×{shape[1]}×{shape[2]}: pass a classifier of the model's data")
-  return (lambda x: penultimate_features(module, variables, x)), f"penultimate features of {s.encoder_path}"
-
-
-@functools.lru_cache(maxsize=8)
-def _sample_fn(model, schedule_name, num_timesteps, sampler, steps):
-  """``(params, x_T, key) -> samples`` (pixel [0, 1]), remat per step so BBTI can differentiate the chain."""
-  schedule = diffusion.make_schedule(schedule_name, num_timesteps)
-
-  def fn(params, x_init, key):
-    x = diffusion.sample(eps_fn_of(model, params), schedule, key=key, sampler=sampler, num_steps=steps,
-                         x_init=x_init, remat=True)
-    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
-  return fn
+from jaxdiff.tasks import defence
+from jaxdiff.tasks.common import fid_feature_fn
+from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 
 
 def run_scan(config, workdir):
   validate(config)
   s = config.scan
-  if s.remove:
-    raise ConfigError("config.scan.remove = True: removal (Diff-Cleanse stage 2, channel pruning) is not "
-                      "implemented yet; run the scan without it")
   t0 = time.time()
   model, variables, meta = load_model(s.model, kind="unet", what="config.scan.model")
   params = variables["params"]
   d = meta.get("diffusion") or config.diffusion.to_dict()
   shape = (meta["model"]["image_size"], meta["model"]["image_size"], meta["model"]["in_channels"])
-  encode, encoder_name = encoder(config, shape)
+  encode = defence.encoder(s, shape)
+  reference = None
+  if s.remove:  # the FID reference of the repair: config.data, which must be the model's data
+    reference = make_source(config.data, "train")
+    if tuple(reference.shape) != shape:
+      raise ConfigError(f"config.scan.remove = True measures the repair against config.data ({config.data.name}, "
+                        f"{'×'.join(map(str, reference.shape))} images), but the model generates "
+                        f"{'×'.join(map(str, shape))} images: set config.data to the model's data")
   key = jax.random.key(config.seed)
-  result = {"model": s.model, "encoder": encoder_name, "samplers": {}}
+  result = {"model": s.model, "encoder": encode.name, "samplers": {}}
   sheet_rows, best = [], None
   for i, sampler in enumerate(s.samplers):
-    sample_fn = _sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
-    bar = progress(total=s.iterations, desc=f"BBTI ({sampler})", unit="it")
-    out = inversion.bbti_invert(params, shape, jax.random.fold_in(key, i), sample_fn=sample_fn, encode_fn=encode,
-                                iterations=s.iterations, batch=s.batch, lr=s.lr, kappa=s.kappa, kappa_d=s.kappa_d,
-                                kappa_plus=s.kappa_plus, kappa_minus=s.kappa_minus, use_entropy=s.use_entropy,
-                                callback=lambda h: bar.update(1))
-    bar.close()
-    clean = np.asarray(jax.jit(sample_fn)(params, jax.random.normal(jax.random.fold_in(key, 100 + i),
-                                                                   (s.evidence_samples,) + shape), key))
+    out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler)
+    fn = jax.jit(defence.sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps)))
+    clean = np.asarray(fn(params, jax.random.normal(jax.random.fold_in(key, 100 + i), (s.evidence_samples,) + shape), key))
     r_px = np.clip((np.asarray(out["trigger"]) + 1) / 2, 0, 1)
     trig = np.asarray(out["samples"])[:s.evidence_samples]
     result["samplers"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"],
@@ -92,19 +61,16 @@ def run_scan(config, workdir):
     if best is None or out["mscr"] > best[1]["mscr"]:
       best = (sampler, out)
   if s.elijah:
-    eps = lambda p, x, t: eps_fn_of(model, p)(x, t)
-    tau, losses = inversion.elijah_invert(params, shape, jax.random.fold_in(key, 200), eps_fn=eps,
-                                          t_last=d["num_timesteps"] - 1, iterations=s.elijah_iterations,
-                                          batch=s.batch, lam=s.elijah_lambda)
-    sample_fn = _sample_fn(model, d["schedule"], d["num_timesteps"], s.samplers[0], int(s.num_steps))
-    x_init = jax.random.normal(jax.random.fold_in(key, 201), (s.batch,) + shape) + tau
-    samples = np.asarray(jax.jit(sample_fn)(params, x_init, key))
-    result["elijah"] = {**inversion.elijah_scores(samples), "loss": float(losses[-1]), "sampler": s.samplers[0]}
+    tau, scores, samples = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), s.samplers[0])
+    result["elijah"] = scores
     sheet_rows.append(np.concatenate([np.clip((np.asarray(tau) + 1) / 2, 0, 1)[None], samples[:s.evidence_samples - 1]]))
   sampler, out = best
   result.update(backdoored=any(v["backdoored"] for v in result["samplers"].values()), mscr=out["mscr"],
-                mscr_sampler=sampler, trigger_png="trigger.png", evidence_png="evidence.png",
-                seconds=round(time.time() - t0, 1))
+                mscr_sampler=sampler, trigger_png="trigger.png", evidence_png="evidence.png")
+  if s.remove:
+    result["removal"] = remove(config, workdir, model, params, meta, d, shape, encode, out["trigger"], sampler,
+                               reference, jax.random.fold_in(key, 300))
+  result["seconds"] = round(time.time() - t0, 1)
   scale = max(1, 64 // shape[0])
   save_grid(np.clip((np.asarray(out["trigger"])[None] + 1) / 2, 0, 1), os.path.join(workdir, "trigger.png"), scale=scale)
   n = min(len(r) for r in sheet_rows)
@@ -114,6 +80,37 @@ def run_scan(config, workdir):
   atomic_write(os.path.join(workdir, "scan.md"), md)
   print(md, flush=True)
   return result
+
+
+def remove(config, workdir, model, params, meta, d, shape, encode, trigger, sampler, source, key):
+  """Diff-Cleanse stage 2 on the scanned model with its inverted trigger r: Taylor scores, pruning of
+  ``scan.remove_ratio`` of each layer's channels, the repair fine-tune; the repaired model is exported to
+  WORKDIR/repaired. Returns the pinned ``removal`` record: ``asr_before``/``asr_after`` are the inverted
+  trigger's effect (the share of samples from ε + r in one cluster, MSCR), FIDs of clean samples before/after
+  against ``source`` (the model's data)."""
+  s = config.scan
+  images = defence.clean_images(config, model, params, d, shape, jax.random.fold_in(key, 0))
+  scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1))
+  fp = canonical({"model": model_digest(s.model), "trigger": hashlib.sha256(np.asarray(trigger).tobytes()).hexdigest(),
+                  "removal": {k: s[k] for k in REMOVAL_KEYS}, "data": config.data.to_dict()})
+  repaired, fraction, worst = defence.repair(
+      config, model, params, d, images, scores, method="diff_cleanse", ratio=s.remove_ratio,
+      reference=s.remove_loss == "loss_p", workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
+      desc="repair fine-tune")
+  k_eval = jax.random.fold_in(key, 2)
+  share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler)
+  features, _ = fid_feature_fn("classifier", s.fid_classifier, "", "config.scan")
+  reference = features(source.get(np.arange(len(source)))[0])
+  fids = []
+  for p in (params, repaired):
+    x = defence.synthesize(model, p, d, shape, s.fid_samples, jax.random.fold_in(key, 3), s.synthetic_steps)
+    fids.append(fid(features(x), reference))
+  out = os.path.join(workdir, "repaired")
+  export_model(out, "unet", meta["model"], {"params": repaired},
+               {"diffusion": d, "repaired_from": s.model, "fingerprint": fp, "pruned_fraction": fraction})
+  return {"method": "diff_cleanse", "loss": s.remove_loss, "pruned_fraction": fraction,
+          "max_layer_fraction": worst, "asr_before": share(params), "asr_after": share(repaired),
+          "fid_before": fids[0], "fid_after": fids[1], "fid_samples": int(s.fid_samples), "model_dir": "repaired"}
 
 
 def scan_markdown(config, r):
@@ -128,6 +125,13 @@ def scan_markdown(config, r):
     e = r["elijah"]
     md.append(f"\nElijah: uniformity {e['uniformity']:.4f}, total variation {e['total_variation']:.4f} (samples from "
               f"ε + τ, {e['sampler']}); inversion loss {e['loss']:.4f}.\n")
+  if "removal" in r:
+    m = r["removal"]
+    md.append(f"\nRemoval (Diff-Cleanse, {m['loss']}): pruned {m['pruned_fraction']:.1%} of the channels (at most "
+              f"{m['max_layer_fraction']:.1%} of a layer), fine-tuned {s.finetune_steps} steps on "
+              f"{s.finetune_samples} {s.finetune_data} images. Samples from ε + r in one cluster: "
+              f"{m['asr_before']:.0%} → {m['asr_after']:.0%}; FID of clean samples {m['fid_before']:.2f} → "
+              f"{m['fid_after']:.2f}. Repaired model: repaired/.\n")
   md.append("\nEvidence (evidence.png): per sampler a row of clean samples and a row of samples from ε + r, each "
             "led by the inverted trigger; then Elijah's τ and its samples.\n")
   md.append(f"\nWall time {r['seconds']:g} s.\n")

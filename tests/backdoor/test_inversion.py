@@ -41,9 +41,9 @@ def test_mscr_is_the_largest_mutually_similar_set():
 def test_bbti_updates_the_trigger_and_lowers_the_loss():
   w = jax.random.normal(jax.random.key(0), (16, 8))
   sample_fn = lambda params, x_t, key: jax.nn.sigmoid(params * x_t)  # a differentiable stand-in for sampling
-  encode_fn = lambda x: jnp.tanh(x.reshape(x.shape[0], -1) @ w)
+  encode_fn = lambda p, x: jnp.tanh(x.reshape(x.shape[0], -1) @ p)
   out = inv.bbti_invert(jnp.float32(1.0), (4, 4, 1), jax.random.key(1), sample_fn=sample_fn, encode_fn=encode_fn,
-                        iterations=40, batch=32, lr=0.1, stop_when_detected=False)
+                        encoder_params=w, iterations=40, batch=32, lr=0.1, stop_when_detected=False)
   h = out["history"]
   assert float(jnp.abs(out["trigger"]).max()) > 0.5  # r moved
   assert np.mean([e["loss"] for e in h[-5:]]) < 0.5 * np.mean([e["loss"] for e in h[:5]])

@@ -33,10 +33,34 @@ def test_scan_tiny_writes_the_verdict_and_the_evidence(tmp_path):
     assert os.path.getsize(wd / f) > 100, f
 
 
+def test_scan_with_removal_exports_a_pruned_repaired_model(tmp_path):
+  from jaxdiff.convert import load_model
+  c = _tiny(tmp_path)
+  c.data.image_size = 8
+  c.scan.update(remove=True, remove_ratio=0.2, finetune_samples=8, synthetic_steps=2, finetune_steps=2,
+                finetune_batch=4, fid_samples=4, taylor_batch=2, taylor_threshold=0.99, fid_classifier=c.scan.encoder_path)
+  wd = tmp_path / "wd"
+  r = run_scan(c, str(wd))
+  m = json.load(open(wd / "scan.json"))["removal"]
+  assert m == r["removal"]
+  assert set(m) >= {"pruned_fraction", "asr_before", "asr_after", "fid_before", "fid_after"}
+  assert 0 < m["pruned_fraction"] <= 0.2 and m["max_layer_fraction"] <= 0.2
+  assert 0 <= m["asr_before"] <= 1 and 0 <= m["asr_after"] <= 1 and m["fid_before"] >= 0 and m["fid_after"] >= 0
+  _, v, meta = load_model(str(wd / "repaired"), kind="unet")
+  assert meta["repaired_from"] == c.scan.model and meta["pruned_fraction"] == m["pruned_fraction"]
+  conv = v["params"]["down_blocks_1_resnets_0"]["conv1"]["kernel"]  # 16 channels: ⌊0.2·16⌋ = 3 zeroed
+  assert int((abs(conv).reshape(-1, conv.shape[-1]).max(0) == 0).sum()) == 3
+  assert "Removal (Diff-Cleanse, loss_p)" in open(wd / "scan.md").read()
+
+
 def test_scan_refuses_bad_inputs(tmp_path):
   c = _tiny(tmp_path)
-  c.scan.remove = True
-  with pytest.raises(ConfigError, match="removal .* is not implemented yet"):
+  c.scan.remove = True  # config.data: 16×16 digits, the model makes 8×8 images
+  with pytest.raises(ConfigError, match=r"against config.data \(digits, 16×16×1 images\), but the model generates 8×8×1"):
+    run_scan(c, str(tmp_path / "wd"))
+  c = _tiny(tmp_path)
+  c.scan.remove_loss = "loss_x"
+  with pytest.raises(ConfigError, match=r"config\.scan\.remove_loss = 'loss_x': must be one of 'loss_p', 'loss_c'"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.model = str(tmp_path / "nowhere")
@@ -44,7 +68,11 @@ def test_scan_refuses_bad_inputs(tmp_path):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.encoder = "clip"
-  with pytest.raises(ConfigError, match=r"config\.scan\.encoder = 'clip': must be one of 'classifier', 'pixels'"):
+  with pytest.raises(ConfigError, match=r"config\.scan\.clip_weights is empty: it must name CLIP weights"):
+    run_scan(c, str(tmp_path / "wd"))
+  c = _tiny(tmp_path)
+  c.scan.encoder = "dino"
+  with pytest.raises(ConfigError, match=r"config\.scan\.encoder = 'dino': must be one of 'classifier', 'pixels', 'clip'"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.encoder_path = "assets:digits/cnn"  # 16×16 digits, the model makes 8×8 images

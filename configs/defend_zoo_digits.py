@@ -1,0 +1,22 @@
+"""Every defence over the digits zoo (Diff-Cleanse Tables 1–4 analogues): BBTI and Elijah detection on all 12
+models, Diff-Cleanse / Diff-Pruning removal on the 8 backdoored ones. Needs the zoo first, same settings:
+
+  python launch/main.py --config=configs/zoo_digits.py --workdir=workdirs/zoo_digits
+  python launch/main.py --config=configs/defend_zoo_digits.py --config.defend.zoo_workdir=workdirs/zoo_digits \
+      --workdir=workdirs/defend_zoo_digits
+  # a subset: --config.defend.models='("clean_s0", "bd_box_corner")'
+
+BBTI as configs/scan.py (batch 16, 20-step DDPM and DDIM, digits CNN features); removal prunes ⌊3 %·C⌋ channels
+per layer (1 of each 64-channel layer, none of the 32-channel ones) and fine-tunes 300 steps on 512 samples the
+model generates itself.
+"""
+from configs import default, zoo_digits
+
+
+def get_config():
+  c = zoo_digits.get_config()
+  c.task = "defend_zoo"
+  default.add_scan(c, model="", encoder_path="assets:digits/cnn")
+  c.scan.update(batch=16, num_steps=20)
+  default.add_defend(c)
+  return c

@@ -1,0 +1,196 @@
+"""Channel pruning of a diffusion U-Net: Diff-Cleanse's backdoor removal (stage 2, Alg. 2) and the
+Diff-Pruning baseline (Fang et al. 2023), plus the repair fine-tune. Model space [−1, 1], NHWC.
+
+A channel group is one output channel of a conv or dense layer: its filter and bias, and for a ResnetBlock's
+``conv1`` also the time-embedding projection that is added to that channel and the ``norm2`` scale/shift that
+normalises it (``COUPLED``). Pruning is a 0/1 mask over the parameters (the exported model is an ordinary
+model with those entries zero); the output conv is never pruned.
+
+Taylor importance of group i (Diff-Cleanse Eq. 9, Molchanov et al. 2019): I(θ_i) = Σ_k |θ_ik Σ_{t≥𝒯} ∂L_t/∂θ_ik|,
+with L_t = ‖ε − ε_θ(x_t, t)‖² on clean inputs x_t = √ᾱ_t x + √(1−ᾱ_t) ε (I^c) and on inputs carrying the
+inverted trigger, x_t + ρ̂_t r with ρ̂_t linear from 2e-4 to 1 over the schedule (I^b). Diff-Cleanse prunes per
+layer the channels with the largest I^b − I^c; Diff-Pruning those with the smallest I^c.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import flax.traverse_util as tu
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+COUPLED = {"conv1": ("time_emb_proj", "norm2")}  # ResnetBlock: conv1's channel c gets temb[c], then norm2[c]
+EXCLUDE = ("conv_out",)
+METHODS = ("diff_cleanse", "diff_pruning")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelGroup:
+  """``name``: the layer's path; ``size``: its output channels; ``members``: parameter paths whose last axis
+  is that channel."""
+  name: str
+  size: int
+  members: tuple
+
+
+def channel_groups(params, exclude=EXCLUDE):
+  """[ChannelGroup] of every conv/dense layer of ``params`` (a flax params dict) but ``exclude``."""
+  flat = tu.flatten_dict(params)
+  partners = {p for ps in COUPLED.values() for p in ps}
+  groups = []
+  for path, leaf in flat.items():
+    if path[-1] != "kernel" or path[-2] in exclude:
+      continue
+    module = path[:-1]
+    if module[-1] in partners and any(module[:-1] + (c, "kernel") in flat for c in COUPLED):
+      continue  # pruned with its conv1
+    members = [module + (n,) for n in ("kernel", "bias") if module + (n,) in flat]
+    for partner in COUPLED.get(module[-1], ()):
+      members += [module[:-1] + (partner, n) for n in ("kernel", "bias", "scale")
+                  if module[:-1] + (partner, n) in flat]
+    groups.append(ChannelGroup("/".join(module), int(leaf.shape[-1]), tuple(members)))
+  return groups
+
+
+def taylor_importance(params, grads, groups):
+  """{layer name: [size]} Σ_k |θ_ik g_ik| over each channel's members (``grads`` shaped like ``params``)."""
+  p, g = tu.flatten_dict(params), tu.flatten_dict(grads)
+  out = {}
+  for grp in groups:
+    s = np.zeros(grp.size, np.float64)
+    for m in grp.members:
+      prod = np.abs(np.asarray(p[m], np.float64) * np.asarray(g[m], np.float64))
+      s += prod.reshape(-1, grp.size).sum(0)
+    out[grp.name] = s
+  return out
+
+
+def trigger_rho(num_timesteps):
+  """ρ̂_t [T]: linear from 2e-4 (t = 0) to 1 (t = T − 1), Diff-Cleanse's stand-in for an unknown attack's ρ_t."""
+  return np.linspace(2e-4, 1.0, num_timesteps)
+
+
+def accumulated_gradient(eps_apply, params, schedule, x0, noise, t_from, trigger=None, stride=1):
+  """Σ_{t = t_from}^{T−1} ∇_θ L_t (Alg. 2 lines 3–11): L_t = mean ‖ε − ε_θ(x_t, t)‖² over the batch x0 [B, H, W, C]
+  (model space) with one noise draw ``noise`` for every t, x_t plus ρ̂_t·trigger when a trigger [H, W, C] is
+  given (``stride`` > 1: every stride-th t only). ``eps_apply(params, x, t)``. A ``lax.scan`` over t, one
+  gradient of batch B per step; jit it."""
+  rho = jnp.asarray(trigger_rho(schedule.num_timesteps), jnp.float32)
+
+  def loss_t(p, t):
+    tt = jnp.full((x0.shape[0],), t, jnp.float32)
+    x_t = schedule.q_sample(x0, tt, noise)
+    if trigger is not None:
+      x_t = x_t + rho[t] * trigger
+    return jnp.mean((eps_apply(p, x_t, tt).astype(jnp.float32) - noise) ** 2)
+
+  def body(acc, t):
+    return jax.tree.map(jnp.add, acc, jax.grad(loss_t)(params, t)), None
+
+  acc, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), jnp.arange(t_from, schedule.num_timesteps, stride))
+  return acc
+
+
+def select_channels(scores, ratio, largest=True):
+  """{layer: bool [size]}: per layer the ⌊ratio·size⌋ channels of largest (or smallest) score."""
+  out = {}
+  for name, s in scores.items():
+    k = int(math.floor(ratio * len(s) + 1e-9))
+    order = np.argsort(-s if largest else s, kind="stable")
+    mask = np.zeros(len(s), bool)
+    mask[order[:k]] = True
+    out[name] = mask
+  return out
+
+
+def channel_mask(params, groups, pruned):
+  """A 0/1 float tree shaped like ``params``: 0 on every member entry of each pruned channel."""
+  flat = {k: np.ones(v.shape, np.float32) for k, v in tu.flatten_dict(params).items()}
+  for grp in groups:
+    keep = (~pruned.get(grp.name, np.zeros(grp.size, bool))).astype(np.float32)
+    for m in grp.members:
+      flat[m] = flat[m] * keep
+  return tu.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
+
+
+def apply_mask(params, mask):
+  """``params`` with the pruned entries zeroed."""
+  return jax.tree.map(lambda p, m: p * m.astype(p.dtype), params, mask)
+
+
+def pruned_fraction(pruned):
+  """(share of all prunable channels pruned, largest share in one layer)."""
+  total = sum(len(m) for m in pruned.values())
+  cut = sum(int(m.sum()) for m in pruned.values())
+  worst = max((m.mean() for m in pruned.values()), default=0.0)
+  return cut / max(total, 1), float(worst)
+
+
+def importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from, stride=1):
+  """({layer: I^c}, {layer: I^b}) Taylor importances on clean images x0 [B, H, W, C] (model space) and on the
+  same inputs carrying ``trigger`` [H, W, C]; ``eps_apply(params, x, t)``; t from ``t_from`` to T − 1."""
+  groups = channel_groups(params)
+  noise = jax.random.normal(key, x0.shape, jnp.float32)
+  grad = jax.jit(lambda p, x, n, r, on: accumulated_gradient(eps_apply, p, schedule, x, n, t_from, r * on, stride))
+  r = jnp.asarray(trigger, jnp.float32)
+  g_c = grad(params, x0, noise, r, 0.0)
+  g_b = grad(params, x0, noise, r, 1.0)
+  return taylor_importance(params, g_c, groups), taylor_importance(params, g_b, groups)
+
+
+def prune(params, scores_clean, scores_trigger, ratio, method="diff_cleanse"):
+  """(mask, pruned) of ``method``: "diff_cleanse" — largest I^b − I^c per layer; "diff_pruning" — smallest I^c."""
+  if method not in METHODS:
+    raise ValueError(f"unknown pruning method {method!r}; choose one of {METHODS}")
+  if method == "diff_cleanse":
+    pruned = select_channels({k: scores_trigger[k] - scores_clean[k] for k in scores_clean}, ratio, largest=True)
+  else:
+    pruned = select_channels(scores_clean, ratio, largest=False)
+  return channel_mask(params, channel_groups(params), pruned), pruned
+
+
+def repair_loss(schedule, reference=True):
+  """``loss_fn`` for ``make_train_step`` fine-tuning a pruned model (Diff-Cleanse §"Model Repair"):
+  loss_p = ‖ε − ε_θ'(x_t)‖² + ‖ε_θ'(x_t) − ε_θ(x_t)‖² on clean x_t of ``batch['image']`` (pixel [0, 1]); θ' =
+  params ⊙ ``frozen['mask']``, θ = ``frozen['teacher']`` (the unpruned model). ``reference=False``: loss_c,
+  the first term only (the ablation of Table 4)."""
+  def loss_fn(apply_fn, params, model_state, batch, key, frozen):
+    k_drop, k_t, k_n = jax.random.split(key, 3)
+    x0 = 2.0 * batch["image"] - 1.0
+    t = jax.random.randint(k_t, x0.shape[:1], 0, schedule.num_timesteps).astype(jnp.float32)
+    noise = jax.random.normal(k_n, x0.shape, jnp.float32)
+    x_t = schedule.q_sample(x0, t, noise)
+    p = apply_mask(params, frozen["mask"])
+    eps = apply_fn({"params": p}, x_t, t, train=True, rngs={"dropout": k_drop}).astype(jnp.float32)
+    loss_c = jnp.mean((eps - noise) ** 2)
+    metrics = {"loss_c": loss_c}
+    if not reference:
+      return loss_c, (metrics, model_state)
+    teacher = jax.lax.stop_gradient(apply_fn({"params": frozen["teacher"]}, x_t, t).astype(jnp.float32))
+    loss_ref = jnp.mean((eps - teacher) ** 2)
+    metrics["loss_ref"] = loss_ref
+    return loss_c + loss_ref, (metrics, model_state)
+  return loss_fn
+
+
+def elijah_repair_loss(schedule, tau):
+  """Elijah's removal ``loss_fn``: the clean ε-loss plus ‖ε_θ(ε + τ, T) − ε_θ0(ε, T)‖² (θ0 = ``frozen['teacher']``),
+  which teaches the model to treat the inverted trigger τ [H, W, C] (model space) as no shift at all."""
+  tau = jnp.asarray(tau, jnp.float32)
+
+  def loss_fn(apply_fn, params, model_state, batch, key, frozen):
+    k_drop, k_t, k_n, k_e = jax.random.split(key, 4)
+    x0 = 2.0 * batch["image"] - 1.0
+    t = jax.random.randint(k_t, x0.shape[:1], 0, schedule.num_timesteps).astype(jnp.float32)
+    noise = jax.random.normal(k_n, x0.shape, jnp.float32)
+    eps = apply_fn({"params": params}, schedule.q_sample(x0, t, noise), t, train=True, rngs={"dropout": k_drop})
+    loss_c = jnp.mean((eps.astype(jnp.float32) - noise) ** 2)
+    e = jax.random.normal(k_e, x0.shape, jnp.float32)
+    t_last = jnp.full(x0.shape[:1], schedule.num_timesteps - 1, jnp.float32)
+    shifted = apply_fn({"params": params}, e + tau, t_last).astype(jnp.float32)
+    ref = jax.lax.stop_gradient(apply_fn({"params": frozen["teacher"]}, e, t_last).astype(jnp.float32))
+    loss_tau = jnp.mean((shifted - ref) ** 2)
+    return loss_c + loss_tau, ({"loss_c": loss_c, "loss_trigger": loss_tau}, model_state)
+  return loss_fn

@@ -1,0 +1,166 @@
+"""What the defence tasks share (scan, defend_zoo): BBTI and Elijah runs on one model, and the pruning-based
+removal with its repair fine-tune, all driven by a ``config.scan`` block. Model space [−1, 1] for triggers and
+weights; pixel [0, 1] for samples, encoders and FID features."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxdiff import diffusion
+from jaxdiff.backdoor import inversion, pruning
+from jaxdiff.convert import load_clip_vision, load_model, resolve_path
+from jaxdiff.data import ArraySource, make_source
+from jaxdiff.errors import ConfigError
+from jaxdiff.models import eps_fn_of, penultimate_features
+from jaxdiff.models.clip import CLIPVision, clip_preprocess
+from jaxdiff.parallel import make_mesh
+from jaxdiff.progress import progress
+from jaxdiff.train import fit
+
+
+class Encoder(NamedTuple):
+  """``fn(params, x pixel [N, H, W, C]) -> embeddings [N, D]`` with its weights ``params`` (a jit argument)."""
+  fn: Callable
+  params: Any
+  name: str
+
+  def __call__(self, x):
+    return self.fn(self.params, x)
+
+
+def _pixels(params, x):
+  flat = x.reshape(x.shape[0], -1)
+  return flat - jnp.mean(flat, axis=1, keepdims=True)
+
+
+def encoder(s, shape):
+  """The ``Encoder`` of ``s.encoder`` (``s`` a scan block) for images of ``shape``: "pixels" — each image minus
+  its mean (cosine similarity = the images' Pearson correlation); "classifier" — the penultimate features of the
+  classifier export ``s.encoder_path``; "clip" — CLIP's image embedding (weights file ``s.clip_weights``,
+  Diff-Cleanse's choice, ViT-B/32), images resized to its input size."""
+  if s.encoder == "pixels":
+    return Encoder(_pixels, None, "pixels (mean-centred; Pearson correlation)")
+  if s.encoder == "clip":
+    cfg, params = load_clip_vision(resolve_path(s.clip_weights))
+    module = CLIPVision(cfg)
+    fn = lambda p, x: module.apply({"params": p}, clip_preprocess(x, cfg.image_size))
+    return Encoder(fn, jax.tree.map(jnp.asarray, params),
+                   f"CLIP image tower ({cfg.width} wide, {cfg.layers} layers, patch {cfg.patch_size}) of {s.clip_weights}")
+  module, variables, meta = load_model(s.encoder_path, kind="classifier", what="config.scan.encoder_path")
+  m = meta["model"]
+  if (m.get("image_size"), m.get("in_channels")) != (shape[0], shape[2]):
+    raise ConfigError(f"config.scan.encoder_path = {s.encoder_path!r} classifies {m.get('image_size')}×"
+                      f"{m.get('image_size')}×{m.get('in_channels')} images, but the model generates "
+                      f"{shape[0]}×{shape[1]}×{shape[2]}: pass a classifier of the model's data")
+  return Encoder(lambda v, x: penultimate_features(module, v, x), variables, f"penultimate features of {s.encoder_path}")
+
+
+@functools.lru_cache(maxsize=8)
+def sample_fn(model, schedule_name, num_timesteps, sampler, steps):
+  """``(params, x_T, key) -> samples`` (pixel [0, 1]), remat per step so BBTI can differentiate the chain."""
+  schedule = diffusion.make_schedule(schedule_name, num_timesteps)
+
+  def fn(params, x_init, key):
+    x = diffusion.sample(eps_fn_of(model, params), schedule, key=key, sampler=sampler, num_steps=steps,
+                         x_init=x_init, remat=True)
+    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+  return fn
+
+
+def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None):
+  """``inversion.bbti_invert`` with the settings of scan block ``s`` for ``sampler``; ``d``: the diffusion dict."""
+  fn = sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
+  bar = progress(total=s.iterations, desc=f"BBTI ({sampler})", unit="it")
+  out = inversion.bbti_invert(params, shape, key, sample_fn=fn, encode_fn=encode.fn, encoder_params=encode.params,
+                              iterations=s.iterations,
+                              batch=s.batch, lr=s.lr, kappa=s.kappa, kappa_d=s.kappa_d, kappa_plus=s.kappa_plus,
+                              kappa_minus=s.kappa_minus, use_entropy=s.use_entropy if use_entropy is None else use_entropy,
+                              callback=lambda h: bar.update(1))
+  bar.close()
+  return out
+
+
+def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler):
+  """The inverted trigger's effect: the MSCR of ``s.batch`` samples from ε + r (the share in one cluster)."""
+  fn = jax.jit(sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps)))
+  x = fn(params, jax.random.normal(key, (s.batch,) + shape) + trigger, key)
+  return inversion.mscr(jax.jit(encode.fn)(encode.params, x), s.kappa)
+
+
+def elijah(s, model, params, d, shape, key, sampler):
+  """(τ [H, W, C], scores {uniformity, total_variation, loss, sampler}, samples from ε + τ) of Elijah."""
+  eps = lambda p, x, t: eps_fn_of(model, p)(x, t)
+  tau, losses = inversion.elijah_invert(params, shape, jax.random.fold_in(key, 0), eps_fn=eps,
+                                        t_last=d["num_timesteps"] - 1, iterations=s.elijah_iterations,
+                                        batch=s.batch, lam=s.elijah_lambda)
+  fn = sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
+  x_init = jax.random.normal(jax.random.fold_in(key, 1), (s.batch,) + shape) + tau
+  samples = np.asarray(jax.jit(fn)(params, x_init, key))
+  return tau, {**inversion.elijah_scores(samples), "loss": float(losses[-1]), "sampler": sampler}, samples
+
+
+def synthesize(model, params, d, shape, n, key, steps, batch=128):
+  """n clean samples (pixel [0, 1]) of the model: DDIM with ``steps`` steps from fresh noise."""
+  run = _ddim(model, d["schedule"], d["num_timesteps"], tuple(shape), int(steps))
+  return np.concatenate([np.asarray(run(params, jax.random.fold_in(key, i), min(batch, n - i)))
+                         for i in range(0, n, batch)])
+
+
+@functools.lru_cache(maxsize=8)
+def _ddim(model, schedule_name, num_timesteps, shape, steps):
+  schedule = diffusion.make_schedule(schedule_name, num_timesteps)
+
+  def run(params, key, n):
+    x = diffusion.sample(eps_fn_of(model, params), schedule, key=key, shape=(n,) + shape, sampler="ddim",
+                         num_steps=steps)
+    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+  return jax.jit(run, static_argnums=2)
+
+
+def clean_images(config, model, params, d, shape, key):
+  """Fine-tuning data of the repair, pixel [0, 1]: ``scan.finetune_samples`` images the model itself generates
+  (DDIM, ``scan.synthetic_steps`` steps; Diff-Cleanse's default) or, with ``scan.finetune_data = "real"``, the
+  training split of ``config.data``."""
+  s = config.scan
+  if s.finetune_data == "real":
+    src = make_source(config.data, "train")
+    return src.get(np.arange(min(len(src), s.finetune_samples)))[0]
+  return synthesize(model, params, d, shape, s.finetune_samples, key, s.synthetic_steps)
+
+
+def taylor_scores(config, model, params, d, images, trigger, key):
+  """({layer: I^c}, {layer: I^b}) on ``scan.taylor_batch`` of ``images`` (pixel) with t ≥ ⌊0.95 T⌋ (𝒯 = 950 of
+  1000, scaled to the schedule) and the trigger r (model space)."""
+  s = config.scan
+  schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
+  t_from = int(round(s.taylor_threshold * d["num_timesteps"]))
+  x0 = jnp.asarray(2.0 * images[:s.taylor_batch] - 1.0)
+  eps_apply = lambda p, x, t: model.apply({"params": p}, x, t)
+  return pruning.importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from)
+
+
+def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc):
+  """(repaired params, pruned fraction, largest per-layer fraction): prune ``ratio`` of each layer's channels by
+  ``method`` ("diff_cleanse" | "diff_pruning") and fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel)
+  with loss_p (``reference``) or loss_c. Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
+  s = config.scan
+  mask, pruned = pruning.prune(params, *scores, ratio, method)
+  fraction, worst = pruning.pruned_fraction(pruned)
+  if s.finetune_steps == 0:
+    return pruning.apply_mask(params, mask), fraction, worst
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.train.update(num_steps=int(s.finetune_steps), batch_size=int(s.finetune_batch), use_ema=False,
+                 checkpoint_every=max(100, int(s.finetune_steps)), stop_at=0)
+  c.optim.update(name="adam", lr=float(s.finetune_lr), warmup_steps=0, decay="constant", grad_clip=1.0,
+                 weight_decay=0.0)
+  schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
+  source = ArraySource(np.asarray(images, np.float32), np.zeros(len(images), np.int32), 1)
+  state, _ = fit(model, {"params": params}, pruning.repair_loss(schedule, reference), source, config=c,
+                 workdir=workdir, mesh=make_mesh(), fingerprint=fingerprint,
+                 frozen={"mask": mask, "teacher": params}, desc=desc)
+  return pruning.apply_mask(state.params, mask), fraction, worst

@@ -1,0 +1,223 @@
+"""Task ``defend_zoo``: every defence over every model of a zoo (Diff-Cleanse Tables 1–4 on the zoo task's models).
+
+Reads the models the zoo task exported to ``defend.zoo_workdir``/models/<name> (the same config: its ``zoo``
+block names them and their real triggers). Per model:
+- detection: BBTI with the sampler each model is meant for (its zoo ``sampler``: DDPM for BadDiffusion-type and
+  the clean models, DDIM for VillanDiffusion/TrojDiff — the paper's protocol), or with every sampler of
+  ``scan.samplers`` (``defend.bbti_samplers = "scan"``); backdoored when an MSCR reaches κ_d; the inverted
+  trigger's ASR against the model's real target (Table 1), BBTI without ℓ_e on backdoored models (Table 3);
+  Elijah's τ and features (uniformity, total variation), judged by a random forest trained on the other
+  models' features (leave-one-out; Elijah's detector in Diff-Cleanse's comparison);
+- removal, backdoored models only: Diff-Cleanse (prune by I^b − I^c with the inverted trigger, fine-tune with
+  loss_p, and loss_c as Table 4's ablation) and Diff-Pruning (prune by smallest I^c), both at ``scan.remove_ratio``
+  and at each of ``defend.ratios``; ASR with the real trigger and FID of clean samples before and after (Table 2).
+Writes WORKDIR/report.{json,md} (pinned: report.json "detection" and "removal" lists) and triggers.png (rows:
+real trigger, BBTI's r, Elijah's τ; a column per backdoored model). Per model results are cached in
+WORKDIR/models/<name>/defend.json with the settings that made them, so a rerun resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from jaxdiff.convert import load_model
+from jaxdiff.errors import ConfigError
+from jaxdiff.fingerprints import canonical
+from jaxdiff.io import atomic_write, write_json
+from jaxdiff.progress import progress
+from jaxdiff.report import markdown_table, save_grid
+from jaxdiff.tasks import defence
+from jaxdiff.tasks.config import REMOVAL_KEYS, validate
+from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
+
+DETECT_KEYS = ("samplers", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d", "kappa_plus", "kappa_minus",
+               "use_entropy", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
+
+
+def _load(config, name):
+  path = os.path.join(config.defend.zoo_workdir, "models", name)
+  if not os.path.isfile(os.path.join(path, "meta.json")):
+    raise ConfigError(f"config.defend.zoo_workdir = {config.defend.zoo_workdir!r} has no model {name!r} "
+                      f"({path}/meta.json missing): run the zoo task with this config into that workdir first")
+  return load_model(path, kind="unet")
+
+
+def detect(config, name, spec, model, params, meta, judge, shape, encode):
+  """The detection record of one model (BBTI per sampler, its no-ℓ_e ablation, Elijah's features)."""
+  s = config.scan
+  d = meta.get("diffusion") or config.diffusion.to_dict()
+  key = jax.random.key(config.seed + 101)
+  backdoor = backdoor_of(config, spec)
+  rec = {"model": name, "attack": spec.attack, "backdoored_truth": backdoor is not None, "bbti": {}}
+  best = None
+  samplers = (spec.sampler,) if config.defend.bbti_samplers == "model" else tuple(s.samplers)
+  for i, sampler in enumerate(samplers):
+    out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler)
+    rec["bbti"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "iterations": len(out["history"])}
+    if backdoor is not None:  # Table 1: the inverted trigger's ASR against the real target
+      rec["bbti"][sampler]["asr"] = judge.asr(backdoor, np.asarray(out["samples"]))
+    if best is None or out["mscr"] > best[1]["mscr"]:
+      best = (sampler, out)
+  sampler, out = best
+  rec.update(bbti_backdoored=any(v["backdoored"] for v in rec["bbti"].values()), mscr=out["mscr"],
+             bbti_sampler=sampler, inverted_asr=rec["bbti"][sampler].get("asr"))
+  if backdoor is not None and config.defend.ablations:  # Table 3: ℓ_s alone
+    alone = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, 50), sampler, use_entropy=False)
+    rec["bbti_similarity_only"] = {"backdoored": alone["backdoored"], "mscr": alone["mscr"],
+                                   "asr": judge.asr(backdoor, np.asarray(alone["samples"]))}
+  tau, scores, _ = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), samplers[0])
+  rec["elijah"] = scores
+  return rec, np.asarray(out["trigger"]), np.asarray(tau)
+
+
+def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger):
+  """Removal records of one backdoored model: Diff-Cleanse and Diff-Pruning (loss_p) at ``scan.remove_ratio`` and
+  at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``)."""
+  s, z = config.scan, config.zoo
+  d = meta.get("diffusion") or config.diffusion.to_dict()
+  key = jax.random.key(config.seed + 303)
+  backdoor = backdoor_of(config, spec)
+  images = defence.clean_images(config, model, params, d, shape, jax.random.fold_in(key, 0))
+  scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1))
+  k_eval = jax.random.fold_in(key, 2)
+
+  def measure(p):
+    triggered = generate(config, model, p, k_eval, z.num_samples, spec.sampler, backdoor)
+    clean = generate(config, model, p, jax.random.fold_in(k_eval, 1), z.fid_samples, spec.sampler)
+    return judge.asr(backdoor, triggered), judge.fid(clean)
+
+  asr0, fid0 = measure(params)
+  runs = []
+  for r in dict.fromkeys((s.remove_ratio, *config.defend.ratios)):
+    runs += [("diff_cleanse", r, "loss_p"), ("diff_pruning", r, "loss_p")]
+  if config.defend.ablations:
+    runs.append(("diff_cleanse", s.remove_ratio, "loss_c"))
+  rows = []
+  base_fp = {"model": meta.get("fingerprint"), "trigger": hashlib.sha256(trigger.tobytes()).hexdigest(),
+             "removal": {k: s[k] for k in REMOVAL_KEYS}}
+  for method, ratio, loss in runs:
+    run_dir = os.path.join(workdir, "models", name, f"{method}_{ratio:g}_{loss}")
+    fp = canonical({**base_fp, "method": method, "ratio": ratio, "loss": loss})
+    repaired, fraction, worst = defence.repair(config, model, params, d, images, scores, method=method, ratio=ratio,
+                                               reference=loss == "loss_p", workdir=run_dir, fingerprint=fp,
+                                               desc=f"{name} {method} {ratio:g} {loss}")
+    asr1, fid1 = measure(repaired)
+    rows.append({"model": name, "method": method, "loss": loss, "ratio": ratio, "pruned_fraction": fraction,
+                 "max_layer_fraction": worst, "asr_before": asr0, "asr_after": asr1, "fid_before": fid0,
+                 "fid_after": fid1})
+  return rows
+
+
+def elijah_forest(detection, seed=0):
+  """Elijah's verdicts, leave-one-out: a random forest (scikit-learn, 100 trees) on (uniformity, total variation)
+  trained on every other model's features and truth predicts each model; None where the others hold only one
+  class (nothing to learn)."""
+  from sklearn.ensemble import RandomForestClassifier
+  feats = np.array([[r["elijah"]["uniformity"], r["elijah"]["total_variation"]] for r in detection])
+  truth = np.array([r["backdoored_truth"] for r in detection])
+  out = []
+  for i in range(len(detection)):
+    others = np.arange(len(detection)) != i
+    if len(set(truth[others])) < 2:
+      out.append(None)
+      continue
+    forest = RandomForestClassifier(n_estimators=100, random_state=seed).fit(feats[others], truth[others])
+    out.append(bool(forest.predict(feats[i:i + 1])[0]))
+  return out
+
+
+def run_defend_zoo(config, workdir):
+  validate(config)
+  t0 = time.time()
+  names = list(config.defend.models) or [n for n, _ in specs(config)]
+  unknown = [n for n in names if n not in config.zoo.models]
+  if unknown:
+    raise ConfigError(f"config.defend.models names {unknown}, not entries of config.zoo.models "
+                      f"({sorted(config.zoo.models)})")
+  entries = [(n, s) for n, s in specs(config) if n in names]
+  shape = (config.data.image_size, config.data.image_size, config.model.in_channels)
+  judge = Judge(config, config.defend.zoo_workdir, need_out=any(s.attack == "trojdiff_out_d2d" for _, s in entries))
+  encode = defence.encoder(config.scan, shape)
+  detection, removal, sheet = [], [], []
+  for name, spec in progress(entries, desc="defend_zoo: models", unit="model"):
+    model, variables, meta = _load(config, name)
+    params = variables["params"]
+    cache = os.path.join(workdir, "models", name, "defend.json")
+    fp = canonical({"model": meta.get("fingerprint"), "detect": {k: config.scan[k] for k in DETECT_KEYS},
+                    "removal": {k: config.scan[k] for k in REMOVAL_KEYS},
+                    "defend": config.defend.to_dict() | {"models": None}, "seed": config.seed})
+    rec = None
+    if os.path.exists(cache):
+      with open(cache) as f:
+        old = json.load(f)
+      if old.get("fingerprint") == fp:
+        rec = old
+    if rec is None:
+      det, trigger, tau = detect(config, name, spec, model, params, meta, judge, shape, encode)
+      rows = (removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger)
+              if det["backdoored_truth"] and config.defend.remove else [])
+      rec = {"fingerprint": fp, "detection": det, "removal": rows, "trigger": trigger.tolist(), "tau": tau.tolist()}
+      write_json(cache, rec)
+    detection.append(rec["detection"])
+    removal += rec["removal"]
+    backdoor = backdoor_of(config, spec)
+    if backdoor is not None:
+      sheet.append([np.asarray(backdoor.trigger), np.asarray(rec["trigger"], np.float32), np.asarray(rec["tau"], np.float32)])
+  for rec, verdict in zip(detection, elijah_forest(detection, config.seed)):
+    rec["elijah_backdoored"] = verdict
+  report = {"detection": detection, "removal": removal, "encoder": encode.name, "seconds": round(time.time() - t0, 1)}
+  if sheet:
+    cols = [np.clip((np.stack(c) + 1) / 2, 0, 1) for c in zip(*sheet)]
+    save_grid(None, os.path.join(workdir, "triggers.png"), rows=cols, scale=max(1, 64 // shape[0]))
+  write_json(os.path.join(workdir, "report.json"), report)
+  md = report_markdown(config, report)
+  atomic_write(os.path.join(workdir, "report.md"), md)
+  print(md, flush=True)
+  return report
+
+
+def _acc(pairs):
+  pairs = [(p, t) for p, t in pairs if p is not None]
+  return (sum(p == t for p, t in pairs) / len(pairs)) if pairs else float("nan")
+
+
+def report_markdown(config, r):
+  s = config.scan
+  det, rem = r["detection"], r["removal"]
+  pct = lambda v: "–" if v is None else f"{v:.0%}"
+  rows1 = [[d["model"], d["attack"], "yes" if d["bbti_backdoored"] else "no", f"{d['mscr']:.2f}", d["bbti_sampler"],
+            pct(d.get("inverted_asr")), {True: "yes", False: "no", None: "–"}[d.get("elijah_backdoored")],
+            f"{d['elijah']['uniformity']:.3f} / {d['elijah']['total_variation']:.3f}"] for d in det]
+  acc_b = _acc([(d["bbti_backdoored"], d["backdoored_truth"]) for d in det])
+  acc_e = _acc([(d.get("elijah_backdoored"), d["backdoored_truth"]) for d in det])
+  md = ["# Defences on the zoo\n",
+        "Detection (Table 1): BBTI with " + ("each model's own sampler" if config.defend.bbti_samplers == "model"
+                                             else ", ".join(s.samplers)) + f" ({s.num_steps} steps, batch {s.batch}, ≤ {s.iterations} "
+        f"iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}) ≥ {s.kappa_d}); inverted ASR: samples "
+        "from ε + r judged against the model's real target. Elijah: random forest on (uniformity, total variation), "
+        "leave-one-out over these models.\n",
+        markdown_table(["model", "attack", "BBTI: backdoored", "MSCR", "sampler", "inverted ASR", "Elijah: backdoored",
+                        "uniformity / TV"], rows1),
+        f"\nDetection ACC: BBTI {acc_b:.2f}, Elijah {acc_e:.2f} ({len(det)} models).\n"]
+  t3 = [[d["model"], f"{d['mscr']:.2f}", pct(d.get("inverted_asr")), f"{d['bbti_similarity_only']['mscr']:.2f}",
+         pct(d["bbti_similarity_only"]["asr"])] for d in det if "bbti_similarity_only" in d]
+  if t3:
+    md += ["\nTable 3 analogue — ℓ_s + ℓ_e vs ℓ_s alone (MSCR, inverted ASR):\n",
+           markdown_table(["model", "MSCR (ℓ_s + ℓ_e)", "ASR (ℓ_s + ℓ_e)", "MSCR (ℓ_s)", "ASR (ℓ_s)"], t3)]
+  if rem:
+    rows2 = [[m["model"], m["method"], m["loss"], f"{m['ratio']:.0%}", f"{m['pruned_fraction']:.1%} "
+              f"(≤ {m['max_layer_fraction']:.1%}/layer)", f"{m['asr_before']:.0%} → {m['asr_after']:.0%}",
+              f"{m['fid_before']:.2f} → {m['fid_after']:.2f}"] for m in rem]
+    md += [f"\nRemoval (Tables 2 and 4): prune ⌊ratio·C⌋ channels of each layer, fine-tune {s.finetune_steps} steps "
+           f"(lr {s.finetune_lr:g}, batch {s.finetune_batch}) on {s.finetune_samples} {s.finetune_data} images; ASR "
+           "with the real trigger, FID of clean samples.\n",
+           markdown_table(["model", "method", "loss", "ratio", "pruned", "ASR", "FID"], rows2)]
+  md.append("\ntriggers.png: rows real trigger (TrojDiff: δ), BBTI's r, Elijah's τ (model space shown as pixels); "
+            "one column per backdoored model.\n")
+  md.append(f"\nWall time {r['seconds']:g} s.\n")
+  return "\n".join(md)

@@ -1,0 +1,141 @@
+"""Channel pruning (Diff-Cleanse stage 2, Diff-Pruning): groups, masks, Taylor scores, the accumulated gradient."""
+import flax.traverse_util as tu
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff import diffusion
+from jaxdiff.backdoor import pruning
+from jaxdiff.models import UNet, UNetConfig
+
+TINY = UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1, 2),
+                       attention_resolutions=(4,), layers_per_block=1, norm_num_groups=4, dropout=0.0)
+
+
+def _unet():
+  model = UNet(TINY)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,)))["params"]
+  # non-zero norm shifts and biases, so that a channel left unmasked anywhere would show
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(p.size), p.shape), params)
+  return model, params
+
+
+def test_groups_cover_every_layer_but_the_output_and_couple_resnet_conv1():
+  _, params = _unet()
+  groups = {g.name: g for g in pruning.channel_groups(params)}
+  kernels = ["/".join(k[:-1]) for k in tu.flatten_dict(params) if k[-1] == "kernel"]
+  assert not any(n.endswith("conv_out") for n in groups)
+  assert not any(n.endswith("time_emb_proj") for n in groups)  # part of conv1's groups
+  assert set(groups) == {n for n in kernels if not n.endswith(("conv_out", "time_emb_proj"))}
+  conv1 = [g for n, g in groups.items() if n.endswith("conv1")]
+  assert conv1
+  for g in conv1:
+    names = {m[-2] + "." + m[-1] for m in g.members}
+    assert names == {"conv1.kernel", "conv1.bias", "time_emb_proj.kernel", "time_emb_proj.bias", "norm2.scale",
+                     "norm2.bias"}
+
+
+def test_a_pruned_conv1_channel_is_zero_after_its_norm():
+  model, params = _unet()
+  groups = pruning.channel_groups(params)
+  name = next(g.name for g in groups if g.name.endswith("conv1"))
+  size = next(g.size for g in groups if g.name == name)
+  pruned = {name: np.arange(size) == 3}
+  mask = pruning.channel_mask(params, groups, pruned)
+  masked = pruning.apply_mask(params, mask)
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+  t = jnp.array([10.0, 500.0])
+  _, inter = model.apply({"params": masked}, x, t, capture_intermediates=True)
+  block = tu.flatten_dict(inter["intermediates"])
+  prefix = tuple(name.split("/")[:-1])
+  conv1_out = block[prefix + ("conv1", "__call__")][0]
+  norm2_out = block[prefix + ("norm2", "__call__")][0]
+  assert float(jnp.max(jnp.abs(conv1_out[..., 3]))) == 0.0
+  assert float(jnp.max(jnp.abs(norm2_out[..., 3]))) == 0.0
+  assert float(jnp.max(jnp.abs(norm2_out[..., 2]))) > 0.0
+  # only the group's members changed, and only in channel 3
+  flat_p, flat_m = tu.flatten_dict(params), tu.flatten_dict(masked)
+  changed = {k for k in flat_p if not np.array_equal(flat_p[k], flat_m[k])}
+  assert changed == set(next(g.members for g in groups if g.name == name))
+  frac, worst = pruning.pruned_fraction(pruned)
+  assert worst == 1 / size and frac == 1 / size
+
+
+def test_taylor_importance_matches_a_loop_over_entries():
+  params = {"a": {"kernel": np.arange(24.0).reshape(2, 3, 4) - 10, "bias": np.array([1.0, -2.0, 3.0, 0.5])},
+            "conv_out": {"kernel": np.ones((3, 2))}}
+  grads = jax.tree.map(lambda p: np.cos(p) * 0.3, params)
+  groups = pruning.channel_groups(params)
+  assert [g.name for g in groups] == ["a"]
+  score = pruning.taylor_importance(params, grads, groups)["a"]
+  want = np.zeros(4)
+  k, b = params["a"]["kernel"], params["a"]["bias"]
+  for c in range(4):
+    for i in range(2):
+      for j in range(3):
+        want[c] += abs(k[i, j, c] * grads["a"]["kernel"][i, j, c])
+    want[c] += abs(b[c] * grads["a"]["bias"][c])
+  np.testing.assert_allclose(score, want, rtol=1e-12)
+
+
+def test_accumulated_gradient_is_the_sum_of_per_timestep_gradients():
+  schedule = diffusion.make_schedule("linear", 20)
+  params = {"w": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array(0.1)}
+  eps_apply = lambda p, x, t: x * p["w"] + p["b"] * t[:, None] / 20.0
+  x0 = jax.random.normal(jax.random.key(0), (4, 3))
+  noise = jax.random.normal(jax.random.key(1), (4, 3))
+  r = jnp.array([0.3, 0.0, -0.7])
+  got = jax.jit(lambda p: pruning.accumulated_gradient(eps_apply, p, schedule, x0, noise, 15, r))(params)
+  rho = np.linspace(2e-4, 1.0, 20)
+  want = {"w": np.zeros(3), "b": 0.0}
+  ab = np.asarray(schedule.alphas_cumprod, np.float64)
+  for t in range(15, 20):  # by hand: L = mean((x_t w + b t/20 − ε)²)
+    x_t = np.sqrt(ab[t]) * np.asarray(x0) + np.sqrt(1 - ab[t]) * np.asarray(noise) + rho[t] * np.asarray(r)
+    resid = x_t * np.asarray(params["w"]) + 0.1 * t / 20 - np.asarray(noise)
+    want["w"] += np.mean(2 * resid * x_t, axis=0) / 3
+    want["b"] += np.mean(2 * resid * t / 20)
+  np.testing.assert_allclose(got["w"], want["w"], rtol=1e-4)
+  np.testing.assert_allclose(got["b"], want["b"], rtol=1e-4)
+
+
+def test_select_channels_floor_and_direction():
+  scores = {"a": np.array([5.0, 1.0, 3.0, 4.0, 2.0] * 8), "b": np.arange(32.0)}
+  top = pruning.select_channels(scores, 0.05)
+  assert top["a"].sum() == 2 and set(np.flatnonzero(top["a"])) <= set(np.flatnonzero(scores["a"] == 5.0))
+  assert top["b"].sum() == 1 and top["b"][31]
+  low = pruning.select_channels(scores, 0.05, largest=False)
+  assert low["b"][0] and low["b"].sum() == 1
+  assert pruning.select_channels(scores, 0.02)["b"].sum() == 0  # ⌊0.64⌋: never more than the ratio
+
+
+def test_prune_methods_pick_trigger_specific_and_clean_unimportant_channels():
+  _, params = _unet()
+  groups = pruning.channel_groups(params)
+  clean = {g.name: np.linspace(1, 2, g.size) for g in groups}
+  trig = {g.name: np.linspace(1, 2, g.size) + (np.arange(g.size) == g.size - 1) * 5 for g in groups}
+  _, cleanse = pruning.prune(params, clean, trig, 0.1, "diff_cleanse")
+  _, dp = pruning.prune(params, clean, trig, 0.1, "diff_pruning")
+  for g in groups:
+    if g.size >= 10:
+      assert cleanse[g.name][-1] and dp[g.name][0]
+
+
+def test_repair_loss_reference_term_vanishes_for_the_unpruned_teacher():
+  model, params = _unet()
+  schedule = diffusion.make_schedule("linear", 1000)
+  mask = jax.tree.map(jnp.ones_like, params)
+  batch = {"image": jax.random.uniform(jax.random.key(2), (4, 8, 8, 1))}
+  loss, (m, _) = pruning.repair_loss(schedule)(model.apply, params, {}, batch, jax.random.key(3),
+                                               {"mask": mask, "teacher": params})
+  assert float(m["loss_ref"]) < 1e-10 and abs(float(loss) - float(m["loss_c"])) < 1e-6
+  groups = pruning.channel_groups(params)
+  mask2, _ = pruning.prune(params, {g.name: np.arange(g.size, dtype=float) for g in groups},
+                           {g.name: np.zeros(g.size) for g in groups}, 0.25, "diff_pruning")
+  loss2, (m2, _) = pruning.repair_loss(schedule)(model.apply, params, {}, batch, jax.random.key(3),
+                                                 {"mask": mask2, "teacher": params})
+  assert float(m2["loss_ref"]) > 1e-6
+  # the gradient of a pruned entry is zero: Adam leaves it where it is and the export zeroes it
+  g = jax.grad(lambda p: pruning.repair_loss(schedule)(model.apply, p, {}, batch, jax.random.key(3),
+                                                        {"mask": mask2, "teacher": params})[0])(params)
+  flat_g, flat_m = tu.flatten_dict(g), tu.flatten_dict(mask2)
+  assert all(float(jnp.max(jnp.abs(flat_g[k] * (1 - flat_m[k])))) == 0.0 for k in flat_g)

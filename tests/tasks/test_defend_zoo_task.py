@@ -1,0 +1,82 @@
+"""The defend_zoo task end to end on a tiny random-weight zoo: the pinned report.json lists, the removal rows of
+every method, Elijah's leave-one-out forest, the per-model cache, and bad inputs refused."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import tiny_exports
+from configs.default import zoo_entry
+from jaxdiff.errors import ConfigError
+from jaxdiff.tasks.defend_zoo import elijah_forest, run_defend_zoo
+from jaxdiff.tasks.zoo import run_zoo
+
+
+def _tiny(tmp_path):
+  from configs import defend_zoo_digits
+  unet, cnn, _ = tiny_exports(tmp_path, 8, 1)
+  c = defend_zoo_digits.get_config()
+  c.data.image_size = 8
+  c.model.update(image_size=8, init_from=unet)
+  small = dict(steps=2, poison_rate=0.5, trigger_size=14)
+  c.zoo.models = {"clean_a": zoo_entry("clean"), "clean_b": zoo_entry("clean", seed=1, steps=2),
+                  "bd": zoo_entry("baddiffusion", trigger="grey_box", target="corner", **small),
+                  "d2i": zoo_entry("trojdiff_d2i", target="shoe", **small)}
+  c.zoo.update(fid_classifier=cnn, class_classifier=cnn, num_samples=4, clean_trigger_samples=2, fid_samples=4,
+               sample_batch=8, compare_samplers=(), sample_steps={"ddpm": 3, "ddim": 3, "dpm_solver++": 3, "sde": 3,
+                                                                   "ode": 3})
+  c.train.update(batch_size=8, log_every=1, checkpoint_every=1)
+  c.scan.update(encoder_path=cnn, fid_classifier=cnn, iterations=2, batch=4, num_steps=2, elijah_iterations=2,
+                samplers=("ddim",), remove_ratio=0.2, finetune_samples=8, synthetic_steps=2, finetune_steps=2,
+                finetune_batch=4, taylor_batch=2, taylor_threshold=0.99)
+  c.defend.update(zoo_workdir=str(tmp_path / "zoo"), ratios=(0.3,))
+  return c
+
+
+def test_defend_zoo_tiny_end_to_end(tmp_path):
+  c = _tiny(tmp_path)
+  zc = c.copy_and_resolve_references()
+  zc.task = "zoo"
+  run_zoo(zc, c.defend.zoo_workdir)
+  wd = tmp_path / "wd"
+  r = run_defend_zoo(c, str(wd))
+  saved = json.load(open(wd / "report.json"))
+  assert saved["detection"] == r["detection"] and saved["removal"] == r["removal"]
+  det = {d["model"]: d for d in saved["detection"]}
+  assert set(det) == {"clean_a", "clean_b", "bd", "d2i"}
+  for d in det.values():
+    assert {"model", "backdoored_truth", "bbti_backdoored", "mscr", "elijah_backdoored"} <= set(d)
+    assert d["backdoored_truth"] == (d["model"] in ("bd", "d2i")) and 0 < d["mscr"] <= 1
+  assert "bbti_similarity_only" in det["bd"] and "bbti_similarity_only" not in det["clean_a"]
+  assert 0 <= det["bd"]["inverted_asr"] <= 1
+  assert {n: d["bbti_sampler"] for n, d in det.items()} == {"clean_a": "ddpm", "clean_b": "ddpm", "bd": "ddpm",
+                                                            "d2i": "ddim"}  # each model's own sampler
+  runs = {(m["model"], m["method"], m["loss"], m["ratio"]) for m in saved["removal"]}
+  want = [("diff_cleanse", "loss_p", 0.2), ("diff_cleanse", "loss_c", 0.2), ("diff_pruning", "loss_p", 0.2),
+          ("diff_cleanse", "loss_p", 0.3), ("diff_pruning", "loss_p", 0.3)]
+  assert runs == {(n, *k) for n in ("bd", "d2i") for k in want}
+  for m in saved["removal"]:
+    assert {"model", "method", "pruned_fraction", "asr_before", "asr_after", "fid_before", "fid_after"} <= set(m)
+    assert 0 < m["pruned_fraction"] <= m["ratio"] and m["max_layer_fraction"] <= m["ratio"]
+  assert os.path.getsize(wd / "triggers.png") > 100 and "Detection ACC: BBTI" in open(wd / "report.md").read()
+  # cached per model: a rerun computes nothing and reports the same
+  stamp = os.path.getmtime(wd / "models" / "bd" / "defend.json")
+  again = run_defend_zoo(c, str(wd))
+  assert again["detection"] == r["detection"] and os.path.getmtime(wd / "models" / "bd" / "defend.json") == stamp
+  # bad inputs
+  c.defend.models = ("bd", "nope")
+  with pytest.raises(ConfigError, match=r"config\.defend\.models = \('bd', 'nope'\): must list entries"):
+    run_defend_zoo(c, str(wd))
+  c.defend.models = ()
+  c.defend.zoo_workdir = str(tmp_path / "nowhere")
+  with pytest.raises(ConfigError, match="must be the workdir of a zoo run of this config"):
+    run_defend_zoo(c, str(wd))
+
+
+def test_elijah_forest_leave_one_out_separates_clear_features():
+  rng = np.random.default_rng(0)
+  rows = [{"elijah": {"uniformity": float(u), "total_variation": float(t)}, "backdoored_truth": b}
+          for b in (False, True) for u, t in rng.normal(0.15 if not b else 0.02, 0.005, (6, 2))]
+  assert elijah_forest(rows) == [r["backdoored_truth"] for r in rows]
+  assert elijah_forest(rows[:3]) == [None, None, None]  # the others hold one class only
