@@ -6,7 +6,8 @@ models, Diff-Cleanse / Diff-Pruning removal on the 8 backdoored ones. Needs the 
       --workdir=workdirs/defend_zoo_digits
   # a subset: --config.defend.models='("clean_s0", "bd_box_corner")'
 
-BBTI as configs/scan.py (batch 16, 20-step DDPM and DDIM, digits CNN features); removal prunes ⌊3 %·C⌋ channels
+BBTI as configs/scan.py (batch 16, 20 steps) with each model's own sampler and the pixel encoder (the digits
+CNN's features collapse on noise-like samples: a false positive on the clean DDPM); removal prunes ⌊3 %·C⌋ channels
 per layer (1 of each 64-channel layer, none of the 32-channel ones) and fine-tunes 300 steps on 512 samples the
 model generates itself.
 """
@@ -17,6 +18,6 @@ def get_config():
   c = zoo_digits.get_config()
   c.task = "defend_zoo"
   default.add_scan(c, model="", encoder_path="assets:digits/cnn")
-  c.scan.update(batch=16, num_steps=20)
+  c.scan.update(batch=16, num_steps=20, encoder="pixels")
   default.add_defend(c)
   return c

@@ -175,11 +175,9 @@ def repair_loss(schedule, reference=True):
   return loss_fn
 
 
-def elijah_repair_loss(schedule, tau):
-  """Elijah's removal ``loss_fn``: the clean ε-loss plus ‖ε_θ(ε + τ, T) − ε_θ0(ε, T)‖² (θ0 = ``frozen['teacher']``),
-  which teaches the model to treat the inverted trigger τ [H, W, C] (model space) as no shift at all."""
-  tau = jnp.asarray(tau, jnp.float32)
-
+def elijah_repair_loss(schedule):
+  """Elijah's removal ``loss_fn``: the clean ε-loss plus ‖ε_θ(ε + τ, T) − ε_θ0(ε, T)‖² (θ0 = ``frozen['teacher']``,
+  τ = ``frozen['tau']`` [H, W, C], model space), which teaches the model to treat the inverted trigger as no shift."""
   def loss_fn(apply_fn, params, model_state, batch, key, frozen):
     k_drop, k_t, k_n, k_e = jax.random.split(key, 4)
     x0 = 2.0 * batch["image"] - 1.0
@@ -189,7 +187,7 @@ def elijah_repair_loss(schedule, tau):
     loss_c = jnp.mean((eps.astype(jnp.float32) - noise) ** 2)
     e = jax.random.normal(k_e, x0.shape, jnp.float32)
     t_last = jnp.full(x0.shape[:1], schedule.num_timesteps - 1, jnp.float32)
-    shifted = apply_fn({"params": params}, e + tau, t_last).astype(jnp.float32)
+    shifted = apply_fn({"params": params}, e + frozen["tau"], t_last).astype(jnp.float32)
     ref = jax.lax.stop_gradient(apply_fn({"params": frozen["teacher"]}, e, t_last).astype(jnp.float32))
     loss_tau = jnp.mean((shifted - ref) ** 2)
     return loss_c + loss_tau, ({"loss_c": loss_c, "loss_trigger": loss_tau}, model_state)

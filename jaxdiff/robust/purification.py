@@ -57,6 +57,7 @@ class Purifier:
   schedule: str = "linear"
   num_timesteps: int = 1000
   options: tuple = ()  # sampler options as sorted (name, value) pairs, e.g. (("eta", 0.0),)
+  reproject_eps: float = 0.0  # > 0: x̂ projected into the ℓ∞ ball of this radius around x (DIFF2 Table 8)
 
   def eps_fn(self, params):
     return eps_fn_of(self.denoiser, params)
@@ -65,8 +66,11 @@ class Purifier:
     return diffusion.make_schedule(self.schedule, self.num_timesteps)
 
   def __call__(self, params, x, key):
-    return purify_pixels(self.eps_fn(params), self.make_schedule(), x, key, t_bar=self.t_bar, sampler=self.sampler,
-                         num_steps=self.num_steps, remat=self.remat, gradient=self.gradient, **dict(self.options))
+    out = purify_pixels(self.eps_fn(params), self.make_schedule(), x, key, t_bar=self.t_bar, sampler=self.sampler,
+                        num_steps=self.num_steps, remat=self.remat, gradient=self.gradient, **dict(self.options))
+    if self.reproject_eps > 0:  # re-projection defence: x + clip(x̂ − x, −ε_r, ε_r); attacks differentiate through it
+      out = x + jnp.clip(out - x, -self.reproject_eps, self.reproject_eps)
+    return out
 
   def replace(self, **kw) -> "Purifier":
     return dataclasses.replace(self, **kw)

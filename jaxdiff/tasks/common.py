@@ -57,7 +57,8 @@ def purifier_from_config(config, denoiser, sampler, **override):
   (e.g. ``t_bar`` for Figure 4, ``num_steps=1`` for one-step denoising)."""
   p = config.purify
   pur = Purifier(denoiser, t_bar=p.t_bar, sampler=sampler, num_steps=sampler_steps(p, sampler), gradient=p.gradient,
-                 remat=p.remat, schedule=p.diffusion.schedule, num_timesteps=p.diffusion.num_timesteps)
+                 remat=p.remat, schedule=p.diffusion.schedule, num_timesteps=p.diffusion.num_timesteps,
+                 reproject_eps=float(p.reproject_eps))
   return pur.replace(**override)
 
 

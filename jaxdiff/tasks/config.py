@@ -215,6 +215,7 @@ def add_evaluation(c, *, denoiser, classifier, samplers=("ddpm",), t_bar=75, num
       denoiser=denoiser, dtype="", samplers=tuple(samplers), t_bar=t_bar, num_steps=num_steps,
       sampler_steps={"ddpm": 0, "ddim": 0, "sde": 0, "ode": 0, "dpm_solver++": 0},  # per-sampler override of num_steps (0: use it)
       gradient="full", remat=True, diffusion=dict(schedule="linear", num_timesteps=1000),
+      reproject_eps=0.0,  # > 0: re-projection defence, x̂ kept in the ℓ∞ ball of this radius around x (Table 8)
       one_step=False))  # DIFF2 Table 7: also evaluate one-shot x̂0 from t̄
   c.attack = ml_collections.ConfigDict(dict(
       eps=8 / 255, norm="linf", pgd_steps=20, eot=1, autoattack=True, autoattack_version="rand",
@@ -237,7 +238,7 @@ EVALUATION_RULES = [
     each("purify.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
     Rule("purify.t_bar", lambda v, c: _is_int(v) and 1 <= v <= c.purify.diffusion.num_timesteps,
          "must be an integer timestep in [1, purify.diffusion.num_timesteps]"),
-    integer("purify.num_steps", 0),
+    integer("purify.num_steps", 0), number("purify.reproject_eps", 0, 1),
     Rule("purify.num_steps", lambda v, c: v <= c.purify.t_bar or not set(c.purify.samplers) & {"ddpm", "ddim"},
          "must be ≤ purify.t_bar for the discrete samplers (ddpm, ddim)"),
     *[integer(f"purify.sampler_steps.{s}", 0) for s in SAMPLERS],
@@ -568,7 +569,9 @@ def add_defend(c, *, zoo_workdir=""):
       models=(),                   # names to defend; () = every entry of config.zoo.models
       bbti_samplers="model",       # model: each model's zoo sampler (the paper's protocol) | scan: scan.samplers
       remove=True,                 # run the removals on backdoored models (Tables 2 and 4)
+      remove_models=(),            # which backdoored models to repair; () = all of them
       ablations=True,              # BBTI without ℓ_e (Table 3) and Diff-Cleanse with loss_c (Table 4)
+      elijah_removal=True,         # Elijah's removal (fine-tune with its τ, no pruning) as a baseline row
       ratios=(0.1,)))              # both methods also at these ratios (besides scan.remove_ratio); Diff-Pruning: 7–13 %
   return c
 
@@ -580,6 +583,8 @@ DEFEND_RULES = [
     Rule("defend.models", lambda v, c: isinstance(v, (tuple, list)) and all(n in c.zoo.models for n in v),
          "must list entries of config.zoo.models (or be empty for all of them)", when=task_is("defend_zoo")),
     one_of("defend.bbti_samplers", ("model", "scan")),
+    Rule("defend.remove_models", lambda v, c: isinstance(v, (tuple, list)) and all(n in c.zoo.models for n in v),
+         "must list entries of config.zoo.models (or be empty for every backdoored one)", when=task_is("defend_zoo")),
     each("defend.ratios", lambda r: _is_num(r) and 0 <= r <= 0.5, "are ratios in [0, 0.5]",
          nonempty=False),
 ]

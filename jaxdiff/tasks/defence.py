@@ -144,13 +144,20 @@ def taylor_scores(config, model, params, d, images, trigger, key):
   return pruning.importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from)
 
 
-def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc):
+def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc, tau=None):
   """(repaired params, pruned fraction, largest per-layer fraction): prune ``ratio`` of each layer's channels by
   ``method`` ("diff_cleanse" | "diff_pruning") and fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel)
-  with loss_p (``reference``) or loss_c. Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
+  with loss_p (``reference``) or loss_c; ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted
+  trigger ``tau``. Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
   s = config.scan
-  mask, pruned = pruning.prune(params, *scores, ratio, method)
-  fraction, worst = pruning.pruned_fraction(pruned)
+  schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
+  if method == "elijah":
+    mask, fraction, worst = jax.tree.map(jnp.ones_like, params), 0.0, 0.0
+    loss, frozen = pruning.elijah_repair_loss(schedule), {"teacher": params, "tau": jnp.asarray(tau, jnp.float32)}
+  else:
+    mask, pruned = pruning.prune(params, *scores, ratio, method)
+    fraction, worst = pruning.pruned_fraction(pruned)
+    loss, frozen = pruning.repair_loss(schedule, reference), {"mask": mask, "teacher": params}
   if s.finetune_steps == 0:
     return pruning.apply_mask(params, mask), fraction, worst
   c = ml_collections.ConfigDict(config.to_dict())
@@ -158,9 +165,7 @@ def repair(config, model, params, d, images, scores, *, method, ratio, reference
                  checkpoint_every=max(100, int(s.finetune_steps)), stop_at=0)
   c.optim.update(name="adam", lr=float(s.finetune_lr), warmup_steps=0, decay="constant", grad_clip=1.0,
                  weight_decay=0.0)
-  schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   source = ArraySource(np.asarray(images, np.float32), np.zeros(len(images), np.int32), 1)
-  state, _ = fit(model, {"params": params}, pruning.repair_loss(schedule, reference), source, config=c,
-                 workdir=workdir, mesh=make_mesh(), fingerprint=fingerprint,
-                 frozen={"mask": mask, "teacher": params}, desc=desc)
+  state, _ = fit(model, {"params": params}, loss, source, config=c, workdir=workdir, mesh=make_mesh(),
+                 fingerprint=fingerprint, frozen=frozen, desc=desc)
   return pruning.apply_mask(state.params, mask), fraction, worst

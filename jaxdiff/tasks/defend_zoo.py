@@ -75,9 +75,10 @@ def detect(config, name, spec, model, params, meta, judge, shape, encode):
   return rec, np.asarray(out["trigger"]), np.asarray(tau)
 
 
-def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger):
+def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger, tau):
   """Removal records of one backdoored model: Diff-Cleanse and Diff-Pruning (loss_p) at ``scan.remove_ratio`` and
-  at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``)."""
+  at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``); Elijah's
+  fine-tune with its τ (``defend.elijah_removal``, nothing pruned)."""
   s, z = config.scan, config.zoo
   d = meta.get("diffusion") or config.diffusion.to_dict()
   key = jax.random.key(config.seed + 303)
@@ -97,15 +98,18 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
     runs += [("diff_cleanse", r, "loss_p"), ("diff_pruning", r, "loss_p")]
   if config.defend.ablations:
     runs.append(("diff_cleanse", s.remove_ratio, "loss_c"))
+  if config.defend.elijah_removal:
+    runs.append(("elijah", 0.0, "elijah"))
   rows = []
   base_fp = {"model": meta.get("fingerprint"), "trigger": hashlib.sha256(trigger.tobytes()).hexdigest(),
+             "tau": hashlib.sha256(tau.tobytes()).hexdigest(),
              "removal": {k: s[k] for k in REMOVAL_KEYS}}
   for method, ratio, loss in runs:
     run_dir = os.path.join(workdir, "models", name, f"{method}_{ratio:g}_{loss}")
     fp = canonical({**base_fp, "method": method, "ratio": ratio, "loss": loss})
     repaired, fraction, worst = defence.repair(config, model, params, d, images, scores, method=method, ratio=ratio,
                                                reference=loss == "loss_p", workdir=run_dir, fingerprint=fp,
-                                               desc=f"{name} {method} {ratio:g} {loss}")
+                                               desc=f"{name} {method} {ratio:g} {loss}", tau=tau)
     asr1, fid1 = measure(repaired)
     rows.append({"model": name, "method": method, "loss": loss, "ratio": ratio, "pruned_fraction": fraction,
                  "max_layer_fraction": worst, "asr_before": asr0, "asr_after": asr1, "fid_before": fid0,
@@ -159,8 +163,9 @@ def run_defend_zoo(config, workdir):
         rec = old
     if rec is None:
       det, trigger, tau = detect(config, name, spec, model, params, meta, judge, shape, encode)
-      rows = (removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger)
-              if det["backdoored_truth"] and config.defend.remove else [])
+      repair = config.defend.remove and (not config.defend.remove_models or name in config.defend.remove_models)
+      rows = (removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger, tau)
+              if det["backdoored_truth"] and repair else [])
       rec = {"fingerprint": fp, "detection": det, "removal": rows, "trigger": trigger.tolist(), "tau": tau.tolist()}
       write_json(cache, rec)
     detection.append(rec["detection"])

@@ -139,3 +139,15 @@ def test_repair_loss_reference_term_vanishes_for_the_unpruned_teacher():
                                                         {"mask": mask2, "teacher": params})[0])(params)
   flat_g, flat_m = tu.flatten_dict(g), tu.flatten_dict(mask2)
   assert all(float(jnp.max(jnp.abs(flat_g[k] * (1 - flat_m[k])))) == 0.0 for k in flat_g)
+
+
+def test_elijah_repair_loss_is_the_clean_loss_when_tau_is_no_shift():
+  model, params = _unet()
+  schedule = diffusion.make_schedule("linear", 1000)
+  batch = {"image": jax.random.uniform(jax.random.key(2), (4, 8, 8, 1))}
+  loss_fn = pruning.elijah_repair_loss(schedule)
+  loss, (m, _) = loss_fn(model.apply, params, {}, batch, jax.random.key(3), {"teacher": params, "tau": jnp.zeros((8, 8, 1))})
+  assert float(m["loss_trigger"]) < 1e-10 and abs(float(loss) - float(m["loss_c"])) < 1e-6
+  _, (m2, _) = loss_fn(model.apply, params, {}, batch, jax.random.key(3),
+                       {"teacher": params, "tau": jnp.full((8, 8, 1), 0.8)})
+  assert float(m2["loss_trigger"]) > 1e-4 and abs(float(m2["loss_c"]) - float(m["loss_c"])) < 1e-6

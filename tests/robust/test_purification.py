@@ -50,3 +50,19 @@ def test_pgd_through_stochastic_purifier_stays_in_ball():
   y = jnp.argmax(CLASSIFY(x), 1)
   adv = attacks.pgd(lf, x, y, key=jax.random.key(7), eps=0.03, steps=3, eot=2, stochastic=True)
   assert float(jnp.max(jnp.abs(adv - x))) <= 0.03 + 1e-6 and not np.allclose(adv, x)
+
+
+def test_reprojection_keeps_the_purified_image_near_its_input_and_passes_gradients():
+  from jaxdiff.robust import Purifier
+  x = jax.random.uniform(jax.random.key(5), (2, 8, 8, 1))
+  key = jax.random.key(6)
+  plain = Purifier(MODEL, t_bar=40, sampler="ddim", num_steps=4)
+  proj = plain.replace(reproject_eps=8 / 255)
+  out, ref = proj(PARAMS, x, key), plain(PARAMS, x, key)
+  assert float(jnp.max(jnp.abs(out - x))) <= 8 / 255 + 1e-6
+  assert float(jnp.max(jnp.abs(ref - x))) > 8 / 255  # the projection did something
+  inside = jnp.abs(ref - x) <= 8 / 255  # where the purifier stayed in the ball, x̂ is unchanged
+  np.testing.assert_allclose(np.asarray(out)[np.asarray(inside)], np.asarray(ref)[np.asarray(inside)], atol=1e-6)
+  np.testing.assert_allclose(plain.replace(reproject_eps=1.0)(PARAMS, x, key), ref, atol=1e-6)
+  g = jax.grad(lambda z: jnp.sum(CLASSIFY(proj(PARAMS, z, key)) ** 2))(x)
+  assert float(jnp.max(jnp.abs(g))) > 0  # attacks see the projection (identity where it clips)

@@ -23,6 +23,7 @@ def _tiny(tmp_path):
   c.zoo.models = {"clean_a": zoo_entry("clean"), "clean_b": zoo_entry("clean", seed=1, steps=2),
                   "bd": zoo_entry("baddiffusion", trigger="grey_box", target="corner", **small),
                   "d2i": zoo_entry("trojdiff_d2i", target="shoe", **small)}
+  c.defend.update(models=("clean_a", "clean_b", "bd", "d2i"), remove_models=("bd",))
   c.zoo.update(fid_classifier=cnn, class_classifier=cnn, num_samples=4, clean_trigger_samples=2, fid_samples=4,
                sample_batch=8, compare_samplers=(), sample_steps={"ddpm": 3, "ddim": 3, "dpm_solver++": 3, "sde": 3,
                                                                    "ode": 3})
@@ -54,11 +55,12 @@ def test_defend_zoo_tiny_end_to_end(tmp_path):
                                                             "d2i": "ddim"}  # each model's own sampler
   runs = {(m["model"], m["method"], m["loss"], m["ratio"]) for m in saved["removal"]}
   want = [("diff_cleanse", "loss_p", 0.2), ("diff_cleanse", "loss_c", 0.2), ("diff_pruning", "loss_p", 0.2),
-          ("diff_cleanse", "loss_p", 0.3), ("diff_pruning", "loss_p", 0.3)]
-  assert runs == {(n, *k) for n in ("bd", "d2i") for k in want}
+          ("diff_cleanse", "loss_p", 0.3), ("diff_pruning", "loss_p", 0.3), ("elijah", "elijah", 0.0)]
+  assert runs == {("bd", *k) for k in want}  # d2i: detection only (defend.remove_models = bd)
   for m in saved["removal"]:
     assert {"model", "method", "pruned_fraction", "asr_before", "asr_after", "fid_before", "fid_after"} <= set(m)
-    assert 0 < m["pruned_fraction"] <= m["ratio"] and m["max_layer_fraction"] <= m["ratio"]
+    assert (0 < m["pruned_fraction"] <= m["ratio"] and m["max_layer_fraction"] <= m["ratio"]) or (
+        m["method"] == "elijah" and m["pruned_fraction"] == 0)
   assert os.path.getsize(wd / "triggers.png") > 100 and "Detection ACC: BBTI" in open(wd / "report.md").read()
   # cached per model: a rerun computes nothing and reports the same
   stamp = os.path.getmtime(wd / "models" / "bd" / "defend.json")
