@@ -88,10 +88,11 @@ def test_bad_zoo_entries_are_refused_before_any_work(tmp_path, field, value, mes
   assert message in str(e.value) and not os.path.exists(tmp_path / "wd")
 
 
-@pytest.mark.slow  # the whole digits zoo: ~60 min on 2 CPU cores
+@pytest.mark.slow  # the whole digits zoo: ~2.5 h on 2 CPU cores; JAXDIFF_ZOO_WORKDIR=W checks (and completes) W
 def test_full_digits_zoo_meets_the_asr_bar(tmp_path):
   from configs import zoo_digits
-  rows = {r["name"]: r for r in run_zoo(zoo_digits.get_config(), str(tmp_path / "zoo"))}
+  workdir = os.environ.get("JAXDIFF_ZOO_WORKDIR") or str(tmp_path / "zoo")
+  rows = {r["name"]: r for r in run_zoo(zoo_digits.get_config(), workdir)}
   for name, r in rows.items():
     if r["backdoor"] is None:
       assert max(r["asr_by_trigger"].values()) <= 0.05, (name, r["asr_by_trigger"])
