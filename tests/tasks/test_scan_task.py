@@ -14,8 +14,8 @@ def _tiny(tmp_path):
   from configs import scan
   unet, cnn, _ = tiny_exports(tmp_path, 8, 1)
   c = scan.get_config()
-  c.scan.update(model=unet, encoder_path=cnn, iterations=2, batch=4, num_steps=2, evidence_samples=3,
-                elijah_iterations=2, samplers=("ddim",))
+  c.scan.update(model=unet, encoder="classifier", encoder_path=cnn, iterations=2, batch=4, num_steps=2,
+                evidence_samples=3, elijah_iterations=2, samplers=("ddim",))
   return c
 
 
