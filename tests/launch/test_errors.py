@@ -93,6 +93,9 @@ def test_every_shipped_config_validates_or_names_what_to_supply():
         if "cifar" in name:
           c.data.update(name="cifar10_archive")  # no tfds directory here either
         validate(c)
+    elif name.startswith("defend_zoo"):  # needs the zoo task's workdir first
+      with pytest.raises(ConfigError, match=r"config\.defend\.zoo_workdir is empty: .*run the zoo task first"):
+        validate(c)
     else:
       validate(c)
 
