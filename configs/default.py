@@ -6,4 +6,4 @@ and its rule table at a time), so the package can validate a config before a tas
 import ml_collections  # noqa: F401  (experiment files use default.ml_collections)
 
 from jaxdiff.tasks.config import (add_baddiffusion, add_certification, add_diff2, add_evaluation,  # noqa: F401
-                                  add_defend, add_scan, add_zoo, get_config, zoo_entry)
+                                  add_defend, add_defense, add_scan, add_zoo, get_config, zoo_entry)

@@ -14,6 +14,7 @@ layer the channels with the largest I^b − I^c; Diff-Pruning those with the sma
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import flax.traverse_util as tu
@@ -128,15 +129,18 @@ def pruned_fraction(pruned):
   return cut / max(total, 1), float(worst)
 
 
+_accumulated_gradient = jax.jit(accumulated_gradient, static_argnames=("eps_apply", "t_from", "stride"))
+
+
 def importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from, stride=1):
   """({layer: I^c}, {layer: I^b}) Taylor importances on clean images x0 [B, H, W, C] (model space) and on the
-  same inputs carrying ``trigger`` [H, W, C]; ``eps_apply(params, x, t)``; t from ``t_from`` to T − 1."""
+  same inputs carrying ``trigger`` [H, W, C]; ``eps_apply(params, x, t)``, the same function object for every
+  model of an architecture (it keys the one compilation); t from ``t_from`` to T − 1."""
   groups = channel_groups(params)
   noise = jax.random.normal(key, x0.shape, jnp.float32)
-  grad = jax.jit(lambda p, x, n, r, on: accumulated_gradient(eps_apply, p, schedule, x, n, t_from, r * on, stride))
   r = jnp.asarray(trigger, jnp.float32)
-  g_c = grad(params, x0, noise, r, 0.0)
-  g_b = grad(params, x0, noise, r, 1.0)
+  grad = functools.partial(_accumulated_gradient, eps_apply, params, schedule, x0, noise, t_from, stride=stride)
+  g_c, g_b = grad(jnp.zeros_like(r)), grad(r)
   return taylor_importance(params, g_c, groups), taylor_importance(params, g_b, groups)
 
 

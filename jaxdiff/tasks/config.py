@@ -344,6 +344,24 @@ DIFF2_RULES = [
 
 RULES = BASE_RULES + EVALUATION_RULES + CERTIFY_RULES + DIFF2_RULES
 
+DEFENSES = ("reproject",)
+
+
+def add_defense(c, name):
+  """A DIFF2 defence measured on φ and φ* after the evaluation (report.json "defense" and "rows")."""
+  c.defense = ml_collections.ConfigDict(dict(
+      name=name,                          # reproject (Table 8)
+      reproject_eps=(8 / 255, 16 / 255)))  # ε_r of the re-projection rows (pixel ℓ∞ radius)
+  return c
+
+
+DEFENSE_RULES = [
+    one_of("defense.name", DEFENSES),
+    Rule("defense.name", lambda v, c: c.task == "diff2", "is a DIFF2 defence: use it with task='diff2'"),
+    each("defense.reproject_eps", lambda e: _is_num(e) and 0 < e <= 1, "are radii in (0, 1] (pixel ℓ∞)"),
+]
+RULES += DEFENSE_RULES
+
 # ---------------------------------------------------------------- BadDiffusion
 
 

@@ -140,8 +140,13 @@ def taylor_scores(config, model, params, d, images, trigger, key):
   schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   t_from = int(round(s.taylor_threshold * d["num_timesteps"]))
   x0 = jnp.asarray(2.0 * images[:s.taylor_batch] - 1.0)
-  eps_apply = lambda p, x, t: model.apply({"params": p}, x, t)
-  return pruning.importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from)
+  return pruning.importance_scores(_eps_apply(model), params, schedule, x0, key, trigger, t_from)
+
+
+@functools.lru_cache(maxsize=8)
+def _eps_apply(model):
+  """``(params, x, t) -> ε`` of ``model``, one function object per architecture (a static jit argument)."""
+  return lambda p, x, t: model.apply({"params": p}, x, t)
 
 
 def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc, tau=None):

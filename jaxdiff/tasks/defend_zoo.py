@@ -145,7 +145,8 @@ def run_defend_zoo(config, workdir):
                       f"({sorted(config.zoo.models)})")
   entries = [(n, s) for n, s in specs(config) if n in names]
   shape = (config.data.image_size, config.data.image_size, config.model.in_channels)
-  judge = Judge(config, config.defend.zoo_workdir, need_out=any(s.attack == "trojdiff_out_d2d" for _, s in entries))
+  judge = Judge(config, config.defend.zoo_workdir, need_out=any(s.attack == "trojdiff_out_d2d" for _, s in entries),
+                train_out=False)
   encode = defence.encoder(config.scan, shape)
   detection, removal, sheet = [], [], []
   for name, spec in progress(entries, desc="defend_zoo: models", unit="model"):

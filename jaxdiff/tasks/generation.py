@@ -15,6 +15,7 @@ from jaxdiff.backdoor import trojdiff as tj
 from jaxdiff.backdoor.generative import make_backdoor
 from jaxdiff.convert import export_model, load_model, model_digest
 from jaxdiff.data import make_source, ring_images
+from jaxdiff.errors import ConfigError
 from jaxdiff.fingerprints import canonical
 from jaxdiff.metrics import fid, mse_attack_success_rate, mse_per_sample
 from jaxdiff.models import build_model, eps_fn_of, init_variables
@@ -54,9 +55,10 @@ def target_bank(config, spec):
   return jnp.asarray(2.0 * x - 1.0, jnp.float32)
 
 
-def out_classifier(config, workdir):
+def out_classifier(config, workdir, train=True):
   """(module, variables, fingerprint) of the classifier that scores Out-D2D: ``zoo.out_classifier``, or trained
-  here on digits plus rings (label 10) plus junk images (label 11, a reject class) into WORKDIR/classifiers/."""
+  here on digits plus rings (label 10) plus junk images (label 11, a reject class) into WORKDIR/classifiers/
+  (``train=False``: only reused from there — a reader of another task's workdir never writes into it)."""
   z = config.zoo
   if z.out_classifier:
     return (*load_classifier(z.out_classifier, "config.zoo.out_classifier"),
@@ -74,6 +76,9 @@ def out_classifier(config, workdir):
     model, variables, meta = load_model(out, kind="classifier")
     if meta.get("fingerprint") == fp:
       return model, variables, fp
+  if not train:
+    raise ConfigError(f"{out} holds no Out-D2D classifier trained with these settings: run the zoo task with this "
+                      "config into that workdir first, or set config.zoo.out_classifier")
   if c.data.name != "digits_rings":
     raise ValueError("config.zoo.out_classifier must name a classifier of the data plus the Out-D2D class "
                      f"(label 10) for data {config.data.name!r}; one is trained here for digits only")
@@ -127,13 +132,13 @@ class Judge:
   share a classifier puts in the target class (In-D2D: ``zoo.class_classifier``; Out-D2D: the Out-D2D
   classifier's extra class); and the FID features."""
 
-  def __init__(self, config, workdir, need_out):
+  def __init__(self, config, workdir, need_out, train_out=True):
     z = config.zoo
     self.threshold = z.mse_threshold
     self._cls = load_classifier(z.class_classifier, "config.zoo.class_classifier") if z.class_classifier else None
     self._out, self.out_fingerprint = None, None
     if need_out:
-      module, variables, self.out_fingerprint = out_classifier(config, workdir)
+      module, variables, self.out_fingerprint = out_classifier(config, workdir, train_out)
       self._out = (module, variables)
     self.features, self.feature_name = fid_feature_fn(z.fid_features, z.fid_classifier, z.inception_weights,
                                                       "config.zoo")

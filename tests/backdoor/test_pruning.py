@@ -98,6 +98,20 @@ def test_accumulated_gradient_is_the_sum_of_per_timestep_gradients():
   np.testing.assert_allclose(got["b"], want["b"], rtol=1e-4)
 
 
+def test_importance_scores_compile_once_per_architecture():
+  model, params = _unet()
+  other = jax.tree.map(lambda p: p * 1.5, params)
+  schedule = diffusion.make_schedule("linear", 20)
+  eps_apply = lambda p, x, t: model.apply({"params": p}, x, t)
+  x0 = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+  r = 0.5 * jnp.ones((8, 8, 1))
+  first = pruning.importance_scores(eps_apply, params, schedule, x0, jax.random.key(1), r, 18)
+  size = pruning._accumulated_gradient._cache_size()
+  second = pruning.importance_scores(eps_apply, other, schedule, x0, jax.random.key(1), r, 18)
+  assert pruning._accumulated_gradient._cache_size() == size  # new weights, same compilation
+  assert any(not np.allclose(first[1][k], second[1][k]) for k in first[1])
+
+
 def test_select_channels_floor_and_direction():
   scores = {"a": np.array([5.0, 1.0, 3.0, 4.0, 2.0] * 8), "b": np.arange(32.0)}
   top = pruning.select_channels(scores, 0.05)

@@ -82,3 +82,13 @@ def test_elijah_forest_leave_one_out_separates_clear_features():
           for b in (False, True) for u, t in rng.normal(0.15 if not b else 0.02, 0.005, (6, 2))]
   assert elijah_forest(rows) == [r["backdoored_truth"] for r in rows]
   assert elijah_forest(rows[:3]) == [None, None, None]  # the others hold one class only
+
+
+def test_reading_a_zoo_workdir_never_trains_into_it(tmp_path):
+  from configs import defend_zoo_digits
+  from jaxdiff.tasks.generation import out_classifier
+  zoo = tmp_path / "zoo"
+  zoo.mkdir()
+  with pytest.raises(ConfigError, match="holds no Out-D2D classifier trained with these settings"):
+    out_classifier(defend_zoo_digits.get_config(), str(zoo), train=False)
+  assert not any(zoo.iterdir())

@@ -225,3 +225,36 @@ def test_diff2_cifar_config_runs_first_steps_on_synthetic_data(tmp_path):
   res = r["purification"]["ddpm"]["backdoored"]
   assert "robust_acc_autoattack" in res and res["robust_acc"] == res["robust_acc_autoattack"]
   assert c.diff2.alpha == 0.05 and c.diff2.t_trunc == 300 and c.optim.lr == 2e-4 and c.purify.t_bar == 75
+
+
+def test_reprojection_defense_rows(tmp_path):
+  from configs import diff2_digits_reproject
+  paths = _exports(tmp_path, 8, 1)
+  c = _shrink(diff2_digits_reproject.get_config(), paths)
+  c.data.image_size, c.model.image_size = 8, 8
+  c.diff2.update(sweep_t_bar=(), transfer_classifiers=())
+  c.certify.n = 0
+  c.defense.reproject_eps = (1e-6,)  # one compile of the purifier per radius: keep CI short
+  r = run_diff2(c, str(tmp_path / "wd"))
+  assert r["defense"] == "reproject" and r == json.load(open(tmp_path / "wd" / "report.json"))
+  rows = {(row["model"], row["setting"]): row for row in r["rows"]}
+  assert set(rows) == {(m, s) for m in ("phi", "phi_star")
+                       for s in ("none", "reproject_eps=1e-06")}
+  for row in r["rows"]:
+    assert 0 <= row["clean_acc"] <= 1 and 0 <= row["asr"] <= 1 and 0 <= row["adv_acc"] <= 1
+  for m, name in (("phi", "benign"), ("phi_star", "backdoored")):  # the undefended row is the main evaluation
+    main = r["purification"]["ddpm"][name]
+    assert (rows[m, "none"]["clean_acc"], rows[m, "none"]["asr"]) == (main["clean_acc"], main["asr"])
+    # ε_r → 0 keeps the purifier's input: f∘φ and f∘φ* both become f (the no-purifier figures)
+    tiny = rows[m, "reproject_eps=1e-06"]
+    assert (tiny["clean_acc"], tiny["asr"]) == (r["no_purifier"]["clean_acc"], r["no_purifier"]["asr"])
+  assert "Defence: reproject" in open(tmp_path / "wd" / "report.md").read()
+  c.defense.reproject_eps = (0.0,)
+  from jaxdiff.errors import ConfigError
+  with pytest.raises(ConfigError, match=r"config\.defense\.reproject_eps = \(0\.0,\): .*radii in \(0, 1\]"):
+    run_diff2(c, str(tmp_path / "wd"))
+
+
+def test_reprojection_radius_labels():
+  from jaxdiff.tasks.diff2.defenses import eps_label
+  assert [eps_label(e) for e in (0.0, 8 / 255, 16 / 255, 0.05)] == ["none", "8/255", "16/255", "0.05"]

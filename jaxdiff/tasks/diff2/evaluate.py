@@ -47,6 +47,15 @@ def robust_accuracy(config, logits, params, x, y, key, desc):
   return out
 
 
+def measure(config, logits, params, x, y, xr, key, desc):
+  """Clean ACC, trigger ASR and robust ACC (``robust_accuracy``) of ``logits(params, x, key)`` (pixel space)."""
+  f = functools.partial(jit_apply, logits, params)
+  res = {"clean_acc": accuracy(f, x, y, config.eval.batch_size, key),
+         "asr": asr(config, predictions(f, xr, config.eval.batch_size, jax.random.fold_in(key, 1)), y)}
+  res.update(robust_accuracy(config, logits, params, x, y, jax.random.fold_in(key, 2), desc))
+  return res
+
+
 def evaluate(config, workdir, trigger, frozen, classifier, denoiser, params, x, y):
   """Tables 1, 2, 7, the Figure-3 grid and the Figure-4 sweep. ``params[name]`` holds the weights of φ
   ("benign") and φ* ("backdoored") and the classifier, as ``PurifiedClassifier`` takes them. Returns
@@ -68,10 +77,7 @@ def evaluate(config, workdir, trigger, frozen, classifier, denoiser, params, x, 
     logits = PurifiedClassifier(purifier, classifier)
     for name in MODELS:
       prm = params[name]
-      f = functools.partial(jit_apply, logits, prm)
-      res = {"clean_acc": accuracy(f, x, y, batch, key),
-             "asr": asr(config, predictions(f, xr, batch, jax.random.fold_in(key, 1)), y)}
-      res.update(robust_accuracy(config, logits, prm, x, y, jax.random.fold_in(key, 2), f"f∘φ[{sampler}] {name}"))
+      res = measure(config, logits, prm, x, y, xr, key, f"f∘φ[{sampler}] {name}")
       if p.one_step and sampler == first:  # Table 7: one-shot x̂0 from t̄ (any sampler)
         one = functools.partial(jit_apply, PurifiedClassifier(purifier.replace(num_steps=1), classifier), prm)
         report.setdefault("one_step", {})[name] = {"clean_acc": accuracy(one, x, y, batch, key),

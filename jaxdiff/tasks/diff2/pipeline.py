@@ -28,6 +28,7 @@ from jaxdiff.report import save_grid, write_report
 from jaxdiff.tasks.common import (eval_subset, fingerprint, load_classifier, load_denoiser, reuse_export,
                                   schedule_from_config)
 from jaxdiff.tasks.config import validate
+from jaxdiff.tasks.diff2.defenses import run_defense
 from jaxdiff.tasks.diff2.evaluate import certification, evaluate, transfer
 from jaxdiff.tasks.diff2.report import SWEEP_FIGURES, plot_sweep, report_markdown
 from jaxdiff.train import fit
@@ -191,6 +192,8 @@ def run_diff2(config, workdir):
             "backdoored": {"denoiser": backdoored, "classifier": cvars}}
   frozen = [v for _, v in surrogates]
   report, xr = evaluate(config, workdir, trigger, frozen, classifier, denoiser, params, x, y)
+  if config.get("defense") and config.defense.name:
+    run_defense(config, report, classifier, denoiser, params, x, y, xr)
   clock["evaluate"] = time.time()
   if config.certify.n:
     report["certification"] = certification(config, workdir, classifier, denoiser, params, x, y, xr, idx,

@@ -16,6 +16,12 @@ def plot_sweep(sweep, name, out_png):
   plot_panels(sweep[name], panels, out_png, "t̄" if name == "t_bar" else name.replace("_", " "))
 
 
+def _attacks(config):
+  a = config.attack
+  run = ([f"PGD-{a.pgd_steps}"] if a.pgd_steps else []) + (["AutoAttack"] if a.autoattack else [])
+  return (" and ".join(run) + f", ε = {a.eps:g}") if run else "no attack"
+
+
 def report_markdown(config, report):
   diff2, purify = config.diff2, config.purify
   rows = []
@@ -44,6 +50,11 @@ def report_markdown(config, report):
     rows = [[f"{m} / {k}"] + cert[m][k] for m in ("benign", "backdoored") for k in ("clean", "trigger")]
     md += [f"\n## Table 6: certified ACC (σ = {cert['sigma']}, N = {cert['n']})\n",
            markdown_table(["model / inputs"] + [f"r = {r:g}" for r in cert["radii"]], rows)]
+  if "rows" in report:
+    rows = [[r["model"], r["setting"], r["clean_acc"], "-" if r["adv_acc"] is None else r["adv_acc"], r["asr"]]
+            for r in report["rows"]]
+    md += [f"\n## Defence: {report['defense']} ({purify.samplers[0]} purification; adversarial ACC under "
+           f"{_attacks(config)})\n", markdown_table(["model", "setting", "clean ACC", "adv ACC", "ASR"], rows)]
   for name, title in SWEEP_TITLES.items():
     if f"sweep_{name}" in report:
       sweep = report[f"sweep_{name}"]
