@@ -96,17 +96,21 @@ def bbti_objective(r, noise, key, params, encoder_params=None, *, sample_fn, enc
 
 def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None, iterations=100, batch=100, lr=0.1,
                 kappa=0.9, kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
-                callback=None):
+                init="zeros", callback=None):
   """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, x_T, key)`` → pixel samples (differentiable,
   e.g. a remat'd few-step sampler); ``encode_fn(encoder_params, x)`` → embeddings [N, D] (the encoder's weights
   are a jit argument, never a constant). Returns a dict: ``trigger`` r
   [H, W, C] (model space), ``backdoored`` (MSCR ≥ κ_d at some iteration), ``mscr`` (the last), ``history``
-  (per iteration: loss, ℓ_s, ℓ_e, MSCR), ``samples`` (the last batch, pixel). Adam on r from r = 0; the noise
-  batch is drawn once (line 2), the sampler's own noise anew each iteration."""
+  (per iteration: loss, ℓ_s, ℓ_e, MSCR), ``samples`` (the last batch, pixel). Adam on r from r = 0
+  (``init="zeros"``) or r ~ N(0, 1) (``init="normal"``, Alg. 1 line 3); the noise batch is drawn once (line 2),
+  the sampler's own noise anew each iteration."""
+  if init not in ("zeros", "normal"):
+    raise ValueError(f"unknown trigger init {init!r}; use 'zeros' or 'normal'")
   k_noise, k_run = jax.random.split(key)
   noise = jax.random.normal(k_noise, (batch,) + tuple(shape), jnp.float32)
   opt = optax.adam(lr)
-  r = jnp.zeros(shape, jnp.float32)
+  r = (jnp.zeros(shape, jnp.float32) if init == "zeros"
+       else jax.random.normal(jax.random.fold_in(k_noise, 1), tuple(shape), jnp.float32))
   state = opt.init(r)
 
   @jax.jit

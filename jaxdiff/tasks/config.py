@@ -530,6 +530,7 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa=0.9,                   # MSCR similarity threshold (0.9 image targets; 0.75 for class targets)
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
+      trigger_init="zeros",        # r at the start of BBTI: zeros | normal (Alg. 1 line 3: r ~ N(0, 1))
       encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
       encoder_path=encoder_path,   # | clip: CLIP's image embedding (the paper's ViT-B/32) from clip_weights
       clip_weights="",             # transformers CLIP model.safetensors, or OpenAI/open_clip safetensors / .pt
@@ -559,6 +560,7 @@ SCAN_RULES = [
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
+    one_of("scan.trigger_init", ("zeros", "normal")),
     Rule("scan.clip_weights", lambda v, c: os.path.exists(resolve_path(v)),
          "must name CLIP weights (a transformers CLIP model.safetensors, or an OpenAI / open_clip ViT-B-32 "
          "safetensors or .pt; nothing is downloaded); set --config.scan.clip_weights=FILE",

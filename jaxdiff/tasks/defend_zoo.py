@@ -36,7 +36,7 @@ from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
 
 DETECT_KEYS = ("samplers", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d", "kappa_plus", "kappa_minus",
-               "use_entropy", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
+               "use_entropy", "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
 
 
 def _load(config, name):

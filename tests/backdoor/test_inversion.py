@@ -4,6 +4,7 @@ trigger of an exactly backdoored Gaussian model in closed form (and ~0 for the c
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdiff import diffusion as D
 from jaxdiff.backdoor import baddiffusion as bd
@@ -81,3 +82,15 @@ def test_elijah_inverts_the_trigger_of_an_exactly_backdoored_model():
     assert (corr(tau, g) > 0.6) == backdoored
   s = inv.elijah_scores(np.full((8, 4, 4, 1), 0.5))
   assert s["uniformity"] == 0 and s["total_variation"] == 0
+
+
+def test_bbti_trigger_starts_at_zero_or_at_a_normal_draw():
+  sample_fn = lambda params, x_t, key: jax.nn.sigmoid(x_t)
+  encode_fn = lambda p, x: x.reshape(x.shape[0], -1)
+  run = lambda init: inv.bbti_invert(None, (8, 8, 1), jax.random.key(1), sample_fn=sample_fn, encode_fn=encode_fn,
+                                     iterations=1, batch=4, init=init, stop_when_detected=False)["trigger"]
+  assert float(jnp.abs(run("zeros")).max()) == 0.0  # the returned r is the one the last samples came from
+  r = run("normal")  # Diff-Cleanse Alg. 1 line 3: r ~ N(0, 1)
+  assert 0.7 < float(jnp.std(r)) < 1.3 and abs(float(jnp.mean(r))) < 0.3
+  with pytest.raises(ValueError, match="unknown trigger init 'uniform'"):
+    run("uniform")
