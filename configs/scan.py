@@ -6,6 +6,11 @@ scores beside). Defaults fit a digits model on 2 CPU cores: batch 16, 20-step DD
 With --config.scan.remove=True the repaired model goes to W/repaired (Diff-Cleanse: prune 3 % of each layer's
 channels by the inverted trigger's Taylor scores, fine-tune on the model's own samples).
 
+A model used as a purifier (DIFF2's threat): --config.scan.mode=entropy judges it by the label entropy of test
+images diffused to t = T and reversed (DIFF2 §5.7), with the classifier --config.scan.classifier (the shipped digits
+CNN by default) and the threshold calibrated on configs/diff2_detect_digits.py (2.03 nats, 5 × 100 images, 20 DDPM
+steps; recalibrate for other data: --config.scan.entropy_threshold).
+
 DIR: a jaxdiff export (e.g. WORKDIR/backdoored of baddiffusion_digits, WORKDIR/models/<name> of the zoo) or a
 diffusers UNet2DModel folder. Other data: --config.scan.encoder_path=a classifier export of that data.
 """

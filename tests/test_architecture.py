@@ -30,6 +30,7 @@ def _declared():
   default.add_zoo(c, {"*": default.zoo_entry()})  # every zoo entry has the fields of zoo_entry
   default.add_scan(c)
   default.add_defend(c)
+  default.add_defense(c, "reproject")
   return c
 
 

@@ -118,7 +118,7 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
   """Fine-tuning loss for ``make_train_step`` (pixel batches; the denoiser works in model space).
 
   Default (Alg. 1 with §3.4 refinements): ‖ε − ε_θ(x_t, t)‖² + λ‖ε* − ε_θ(x_{r,s}, s)‖², t ~ U{1..T},
-  s ~ U{1..t_trunc}, ε* = ε when ``entangled``.
+  s ~ U{1..t_trunc}, ε* = ε when ``entangled``; λ = 0 is the clean loss alone (benign fine-tuning).
   ``trigger_apply(x, frozen)`` maps clean pixels to trigger inputs; ``frozen`` is the train step's frozen
   argument (the surrogates' weights, for input-specific triggers and reverse targets; may be None).
   ``reverse_target(x_r, key, frozen)`` (Alg. 2, Eq. 13): the reverse process should output x̃_r (e.g. an
@@ -140,7 +140,8 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
     k_drop, k_in, k_tgt, k_p = jax.random.split(key, 4)
     eps_fn = lambda z, t: apply_fn({"params": params}, z, t, train=True, rngs={"dropout": k_drop})
     mse = lambda a, c: jnp.mean((a - c) ** 2, axis=tuple(range(1, x.ndim)))
-    xr = trigger_apply(x, frozen)
+    clean_only = lam == 0 and poison_rate is None  # benign fine-tuning: the trigger term is never computed
+    xr = x if clean_only else trigger_apply(x, frozen)
     if poison_rate is not None:
       poisoned = jax.random.bernoulli(k_p, poison_rate, x.shape[:1]).reshape((-1,) + (1,) * (x.ndim - 1))
       d = diff2_inputs(schedule, jnp.where(poisoned, xr, x), xr, k_in, t_trunc=t_trunc)
@@ -148,6 +149,8 @@ def diff2_loss(schedule, trigger_apply, *, lam=1.0, t_trunc=300, entangled=True,
       return loss, ({"poisoned_fraction": jnp.mean(poisoned)}, model_state)
     d = diff2_inputs(schedule, x, xr, k_in, t_trunc=t_trunc, entangled=entangled)
     clean = jnp.mean(mse(eps_fn(d["x_t"], d["t"]), d["noise"]))
+    if clean_only:
+      return clean, ({"clean_loss": clean}, model_state)
     target, xr_s = d["noise_r"], d["xr_s"]
     if scheme != "diff2":  # Eq. 14: the trigger is carried by the noise, γε + ρ
       shifted = gamma * d["noise"] + (2 * noise_trigger - 1)

@@ -145,9 +145,7 @@ def elijah_objective(tau, noise, params, eps_fn, t_last, lam=0.5):
   return jnp.mean(jnp.abs(jnp.mean(eps, axis=0) - lam * tau))
 
 
-def elijah_invert(params, shape, key, *, eps_fn, t_last, iterations=100, batch=100, lr=0.1, lam=0.5):
-  """τ [H, W, C] (model space) minimising ``elijah_objective`` with Adam from τ = 0; ``eps_fn(params, x, t)``."""
-  noise = jax.random.normal(key, (batch,) + tuple(shape), jnp.float32)
+def _elijah_run(params, noise, *, eps_fn, t_last, iterations, lr, lam):
   opt = optax.adam(lr)
 
   def body(carry, _):
@@ -156,8 +154,20 @@ def elijah_invert(params, shape, key, *, eps_fn, t_last, iterations=100, batch=1
     upd, state = opt.update(g, state, tau)
     return (optax.apply_updates(tau, upd), state), loss
 
-  tau = jnp.zeros(shape, jnp.float32)
-  (tau, _), losses = jax.jit(lambda p: jax.lax.scan(body, (tau, opt.init(tau)), None, length=iterations))(params)
+  tau = jnp.zeros(noise.shape[1:], jnp.float32)
+  (tau, _), losses = jax.lax.scan(body, (tau, opt.init(tau)), None, length=iterations)
+  return tau, losses
+
+
+_elijah_jit = jax.jit(_elijah_run, static_argnames=("eps_fn", "t_last", "iterations", "lr", "lam"))
+
+
+def elijah_invert(params, shape, key, *, eps_fn, t_last, iterations=100, batch=100, lr=0.1, lam=0.5):
+  """τ [H, W, C] (model space) minimising ``elijah_objective`` with Adam from τ = 0; ``eps_fn(params, x, t)``, the
+  same function object for every model of an architecture (it keys the one compilation)."""
+  noise = jax.random.normal(key, (batch,) + tuple(shape), jnp.float32)
+  tau, losses = _elijah_jit(params, noise, eps_fn=eps_fn, t_last=int(t_last), iterations=int(iterations),
+                            lr=float(lr), lam=float(lam))
   return tau, np.asarray(losses)
 
 

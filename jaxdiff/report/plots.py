@@ -47,6 +47,32 @@ def plot_bars(categories, series: dict, out_png, xlabel="", ylabel=""):
   save_figure(fig, out_png)
 
 
+def plot_strips(groups: dict, out_png, ylabel="", hline=None, title=""):
+  """One column of points per item, columns grouped and coloured by group: ``groups`` {group: {item: [values]}}
+  (e.g. {"benign": {"phi": [2.2, 2.3]}}); ``hline`` draws a dashed threshold."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  n = sum(len(items) for items in groups.values())
+  fig, ax = plt.subplots(figsize=(max(4.0, 0.28 * n + 1.5), 3.2), dpi=120)
+  x, ticks = 0, []
+  for g, (group, items) in enumerate(groups.items()):
+    color = f"C{g}"
+    for j, (item, values) in enumerate(items.items()):
+      ax.scatter(np.full(len(values), x), values, s=12, color=color, label=group if j == 0 else None)
+      ticks.append((x, item))
+      x += 1
+    x += 1
+  if hline is not None:
+    ax.axhline(hline, color="k", ls="--", lw=1, label=f"threshold {hline:.2f}")
+  ax.set_xticks([t for t, _ in ticks], [name for _, name in ticks], rotation=90, fontsize=6)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3, axis="y")
+  ax.legend(fontsize=7)
+  save_figure(fig, out_png)
+
+
 def plot_certified(curves: dict, out_png, max_radius=None):
   """Certified accuracy against radius, one curve per result (e.g. clean vs trigger, benign vs backdoored);
   ``curves`` maps a label to rows with ``correct`` and ``radius`` (``jaxdiff.robust.read_tsv``)."""

@@ -7,7 +7,7 @@ TASKS = {
     "train_classifier": "jaxdiff.tasks.train:train_classifier",
     "purification": "jaxdiff.tasks.purification:run_purification",
     "certify": "jaxdiff.tasks.certify:run_certify",
-    "diff2": "jaxdiff.tasks.diff2:run_diff2",
+    "diff2": "jaxdiff.tasks.diff2:run",
     "baddiffusion": "jaxdiff.tasks.baddiffusion:run_baddiffusion",
     "zoo": "jaxdiff.tasks.zoo:run_zoo",
     "scan": "jaxdiff.tasks.scan:run_scan",

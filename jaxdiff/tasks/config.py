@@ -344,14 +344,47 @@ DIFF2_RULES = [
 
 RULES = BASE_RULES + EVALUATION_RULES + CERTIFY_RULES + DIFF2_RULES
 
-DEFENSES = ("reproject",)
+DEFENSES = ("reproject", "entropy", "elijah", "advtrain", "anp")
+
+
+def entropy_detector(threshold=0.0):
+  """Settings of the entropy-based detector (DIFF2 §5.7), shared by ``defense`` and ``scan``."""
+  return dict(
+      entropy_trials=5, entropy_inputs=100,  # trials per model × clean reference inputs per trial
+      entropy_steps=20,                      # sampler network calls from t = T back to 0
+      entropy_threshold=threshold,           # nats; flagged below it (defense: 0 = calibrated on the population)
+      iqr_k=1.5, moving_window=3)            # the two filters over a model's trial entropies
+
+
+def entropy_rules(block):
+  return [integer(f"{block}.entropy_trials", 1), integer(f"{block}.entropy_inputs", 1),
+          integer(f"{block}.entropy_steps", 1), number(f"{block}.entropy_threshold", 0),
+          number(f"{block}.iqr_k", 0), integer(f"{block}.moving_window", 1)]
 
 
 def add_defense(c, name):
-  """A DIFF2 defence measured on φ and φ* after the evaluation (report.json "defense" and "rows")."""
+  """A DIFF2 defence (report.json "defense" and "rows"): ``reproject`` is measured on φ and φ* after the
+  evaluation (Table 8); ``entropy`` (§5.7) trains and measures a population of benign and backdoored models;
+  ``elijah`` (§5.6) runs Elijah on that population, beside the entropy detector; ``advtrain`` (Table 9) runs
+  DIFF2 non-adaptive and adaptive against adversarially trained classifiers; ``anp`` prunes φ* by ANP."""
   c.defense = ml_collections.ConfigDict(dict(
-      name=name,                          # reproject (Table 8)
-      reproject_eps=(8 / 255, 16 / 255)))  # ε_r of the re-projection rows (pixel ℓ∞ radius)
+      name=name,                          # reproject (Table 8) | entropy (§5.7, Figs. 9–10) | elijah (§5.6) |
+                                          # advtrain (Table 9) | anp (App. C.1, Fig. 11)
+      reproject_eps=(8 / 255, 16 / 255),  # ε_r of the re-projection rows (pixel ℓ∞ radius)
+      population_benign=10,               # entropy: benign fine-tunes (clean loss only, one seed each) besides φ
+      population_untargeted=5, population_targeted=5,  # backdoored φ* (targets cycle over the classes)
+      population_steps=100,               # fine-tuning steps per population model
+      **entropy_detector(),
+      elijah_iterations=100, elijah_lambda=0.5,  # elijah (§5.6): Elijah's inversion and forest on the population
+      elijah_batch=16, elijah_steps=20,  # noise batch of the inversion; DDPM steps of the samples from ε + τ
+      advtrain_targets=(),                # advtrain (Table 9): adversarially trained target classifier exports
+      adaptive_surrogates=(),             #   and surrogates the adaptive trigger is optimised on
+      advtrain_attacks=("untargeted", "targeted"),
+      anp_lrs=(1e-5, 5e-5, 1e-4, 2e-4),  # anp (App. C.1, Fig. 11): mask learning rates swept
+      anp_eps=0.4, anp_steps=1, anp_alpha=0.2,  # ANP's perturbation budget, ascent steps, natural-loss weight
+      anp_iterations=100, anp_batch=32,   # clean training batches the masks are fitted on
+      anp_threshold=0.2,                  # channels whose mask ends below it are pruned
+      anp_models=("backdoored",)))        # which of benign / backdoored ANP prunes
   return c
 
 
@@ -359,6 +392,23 @@ DEFENSE_RULES = [
     one_of("defense.name", DEFENSES),
     Rule("defense.name", lambda v, c: c.task == "diff2", "is a DIFF2 defence: use it with task='diff2'"),
     each("defense.reproject_eps", lambda e: _is_num(e) and 0 < e <= 1, "are radii in (0, 1] (pixel ℓ∞)"),
+    integer("defense.population_benign", 0), integer("defense.population_untargeted", 0),
+    integer("defense.population_targeted", 0), integer("defense.population_steps", 1),
+    *entropy_rules("defense"),
+    integer("defense.elijah_iterations", 1), number("defense.elijah_lambda", 0), integer("defense.elijah_batch", 2),
+    integer("defense.elijah_steps", 1),
+    each("defense.advtrain_targets", _model_folder, "are existing classifier exports (adversarially trained, e.g. "
+         "by configs/classifier_digits_adv.py)", when=lambda c: c.defense.name == "advtrain"),
+    each("defense.adaptive_surrogates", _model_folder, "are existing classifier exports (adversarially trained "
+         "surrogates for the adaptive trigger)", when=lambda c: c.defense.name == "advtrain"),
+    each("defense.anp_lrs", lambda v: _is_num(v) and v >= 0, "are learning rates ≥ 0"),
+    number("defense.anp_eps", 0), integer("defense.anp_steps", 1), number("defense.anp_alpha", 0, 1),
+    integer("defense.anp_iterations", 1), integer("defense.anp_batch", 1), number("defense.anp_threshold", 0, 1),
+    each("defense.anp_models", lambda v: v in ("benign", "backdoored"), "are 'benign' or 'backdoored'"),
+    each("defense.advtrain_attacks", lambda v: v in ("untargeted", "targeted"), "are 'untargeted' or 'targeted'"),
+    Rule("defense.population_untargeted", lambda v, c: c.defense.name not in ("entropy", "elijah")
+         or v + c.defense.population_targeted >= 1, "+ defense.population_targeted must be ≥ 1: the threshold "
+         "is calibrated between benign and backdoored models"),
 ]
 RULES += DEFENSE_RULES
 
@@ -520,10 +570,16 @@ RULES += ZOO_RULES
 # ---------------------------------------------------------------- scan: backdoor detection of one model
 
 
+ENTROPY_THRESHOLD_DIGITS = 2.03  # nats; calibrated on configs/diff2_detect_digits.py's 21 models (README)
+
+
 def add_scan(c, *, model="", encoder_path=""):
   """Scan defaults (Diff-Cleanse's BBTI: κ 0.9, κ_d 0.5, κ± 8.5 / 0.1, Adam 0.1, 100 iterations; Elijah λ 0.5)."""
   c.scan = ml_collections.ConfigDict(dict(
       model=model,                 # the model to scan: a jaxdiff export or a diffusers folder (safetensors)
+      mode="bbti",                 # bbti: generative backdoor (Diff-Cleanse + Elijah) | entropy: a purifier's
+      classifier=encoder_path,     #   DIFF2 backdoor (§5.7), judged with this classifier on config.data's test split
+      **entropy_detector(ENTROPY_THRESHOLD_DIGITS),
       samplers=("ddpm", "ddim"),   # inversion samplers: DDPM finds BadDiffusion-type, DDIM VillanDiffusion/TrojDiff
       num_steps=20,                # sampler steps from ε + r (differentiated through, remat per step)
       iterations=100, batch=100, lr=0.1,
@@ -561,6 +617,10 @@ SCAN_RULES = [
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
     one_of("scan.trigger_init", ("zeros", "normal")),
+    one_of("scan.mode", ("bbti", "entropy")),
+    model_folder("scan.classifier", "classifier export (f of the purifier + classifier pair)",
+                 when=lambda c: c.task == "scan" and c.scan.mode == "entropy"),
+    *entropy_rules("scan"),
     Rule("scan.clip_weights", lambda v, c: os.path.exists(resolve_path(v)),
          "must name CLIP weights (a transformers CLIP model.safetensors, or an OpenAI / open_clip ViT-B-32 "
          "safetensors or .pt; nothing is downloaded); set --config.scan.clip_weights=FILE",

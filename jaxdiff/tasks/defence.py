@@ -1,4 +1,5 @@
-"""What the defence tasks share (scan, defend_zoo): BBTI and Elijah runs on one model, and the pruning-based
+"""What the defence tasks share (scan, defend_zoo, diff2's detection): BBTI and Elijah runs on one model, Elijah's
+leave-one-out forest, and the pruning-based
 removal with its repair fine-tune, all driven by a ``config.scan`` block. Model space [−1, 1] for triggers and
 weights; pixel [0, 1] for samples, encoders and FID features."""
 from __future__ import annotations
@@ -72,6 +73,12 @@ def sample_fn(model, schedule_name, num_timesteps, sampler, steps):
   return fn
 
 
+@functools.lru_cache(maxsize=16)
+def jitted_sample_fn(model, schedule_name, num_timesteps, sampler, steps):
+  """``sample_fn`` jitted once per architecture and sampler settings (the weights are its argument)."""
+  return jax.jit(sample_fn(model, schedule_name, num_timesteps, sampler, steps))
+
+
 def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None):
   """``inversion.bbti_invert`` with the settings of scan block ``s`` for ``sampler``; ``d``: the diffusion dict."""
   fn = sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
@@ -88,21 +95,38 @@ def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None):
 
 def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler):
   """The inverted trigger's effect: the MSCR of ``s.batch`` samples from ε + r (the share in one cluster)."""
-  fn = jax.jit(sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps)))
+  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
   x = fn(params, jax.random.normal(key, (s.batch,) + shape) + trigger, key)
   return inversion.mscr(jax.jit(encode.fn)(encode.params, x), s.kappa)
 
 
 def elijah(s, model, params, d, shape, key, sampler):
   """(τ [H, W, C], scores {uniformity, total_variation, loss, sampler}, samples from ε + τ) of Elijah."""
-  eps = lambda p, x, t: eps_fn_of(model, p)(x, t)
-  tau, losses = inversion.elijah_invert(params, shape, jax.random.fold_in(key, 0), eps_fn=eps,
+  tau, losses = inversion.elijah_invert(params, shape, jax.random.fold_in(key, 0), eps_fn=eps_apply(model),
                                         t_last=d["num_timesteps"] - 1, iterations=s.elijah_iterations,
                                         batch=s.batch, lam=s.elijah_lambda)
-  fn = sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
+  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
   x_init = jax.random.normal(jax.random.fold_in(key, 1), (s.batch,) + shape) + tau
-  samples = np.asarray(jax.jit(fn)(params, x_init, key))
+  samples = np.asarray(fn(params, x_init, key))
   return tau, {**inversion.elijah_scores(samples), "loss": float(losses[-1]), "sampler": sampler}, samples
+
+
+def elijah_forest(detection, seed=0):
+  """Elijah's verdicts, leave-one-out: a random forest (scikit-learn, 100 trees) on (uniformity, total variation)
+  trained on every other model's features and truth predicts each model; None where the others hold only one
+  class (nothing to learn)."""
+  from sklearn.ensemble import RandomForestClassifier
+  feats = np.array([[r["elijah"]["uniformity"], r["elijah"]["total_variation"]] for r in detection])
+  truth = np.array([r["backdoored_truth"] for r in detection])
+  out = []
+  for i in range(len(detection)):
+    others = np.arange(len(detection)) != i
+    if len(set(truth[others])) < 2:
+      out.append(None)
+      continue
+    forest = RandomForestClassifier(n_estimators=100, random_state=seed).fit(feats[others], truth[others])
+    out.append(bool(forest.predict(feats[i:i + 1])[0]))
+  return out
 
 
 def synthesize(model, params, d, shape, n, key, steps, batch=128):
@@ -141,11 +165,11 @@ def taylor_scores(config, model, params, d, images, trigger, key):
   schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   t_from = int(round(s.taylor_threshold * d["num_timesteps"]))
   x0 = jnp.asarray(2.0 * images[:s.taylor_batch] - 1.0)
-  return pruning.importance_scores(_eps_apply(model), params, schedule, x0, key, trigger, t_from)
+  return pruning.importance_scores(eps_apply(model), params, schedule, x0, key, trigger, t_from)
 
 
 @functools.lru_cache(maxsize=8)
-def _eps_apply(model):
+def eps_apply(model):
   """``(params, x, t) -> ε`` of ``model``, one function object per architecture (a static jit argument)."""
   return lambda p, x, t: model.apply({"params": p}, x, t)
 

@@ -117,24 +117,6 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
   return rows
 
 
-def elijah_forest(detection, seed=0):
-  """Elijah's verdicts, leave-one-out: a random forest (scikit-learn, 100 trees) on (uniformity, total variation)
-  trained on every other model's features and truth predicts each model; None where the others hold only one
-  class (nothing to learn)."""
-  from sklearn.ensemble import RandomForestClassifier
-  feats = np.array([[r["elijah"]["uniformity"], r["elijah"]["total_variation"]] for r in detection])
-  truth = np.array([r["backdoored_truth"] for r in detection])
-  out = []
-  for i in range(len(detection)):
-    others = np.arange(len(detection)) != i
-    if len(set(truth[others])) < 2:
-      out.append(None)
-      continue
-    forest = RandomForestClassifier(n_estimators=100, random_state=seed).fit(feats[others], truth[others])
-    out.append(bool(forest.predict(feats[i:i + 1])[0]))
-  return out
-
-
 def run_defend_zoo(config, workdir):
   validate(config)
   t0 = time.time()
@@ -174,7 +156,7 @@ def run_defend_zoo(config, workdir):
     backdoor = backdoor_of(config, spec)
     if backdoor is not None:
       sheet.append([np.asarray(backdoor.trigger), np.asarray(rec["trigger"], np.float32), np.asarray(rec["tau"], np.float32)])
-  for rec, verdict in zip(detection, elijah_forest(detection, config.seed)):
+  for rec, verdict in zip(detection, defence.elijah_forest(detection, config.seed)):
     rec["elijah_backdoored"] = verdict
   report = {"detection": detection, "removal": removal, "encoder": encode.name, "seconds": round(time.time() - t0, 1)}
   if sheet:

@@ -1,4 +1,5 @@
-"""Task ``scan``: is a downloaded diffusion model backdoored? (Diff-Cleanse's BBTI with Elijah's scores.)
+"""Task ``scan``: is a downloaded diffusion model backdoored? (Diff-Cleanse's BBTI with Elijah's scores; with
+``scan.mode = "entropy"``, DIFF2's entropy detector for a model used as a purifier, see ``entropy_scan``.)
 
 Loads ``config.scan.model`` (a jaxdiff export or a diffusers folder; safetensors only), inverts a trigger
 with BBTI for each sampler of ``scan.samplers`` (DDPM finds BadDiffusion-type backdoors, DDIM the
@@ -17,15 +18,18 @@ import time
 import jax
 import numpy as np
 
+from jaxdiff.backdoor.entropy import filter_entropies, purified_label_entropies
 from jaxdiff.convert import export_model, load_model, model_digest
 from jaxdiff.data import make_source
 from jaxdiff.errors import ConfigError
 from jaxdiff.fingerprints import canonical
+from jaxdiff.functional import Apply, jit_apply
 from jaxdiff.io import atomic_write, write_json
 from jaxdiff.metrics import fid
 from jaxdiff.report import markdown_table, save_grid
+from jaxdiff.robust import PurifiedClassifier, Purifier
 from jaxdiff.tasks import defence
-from jaxdiff.tasks.common import fid_feature_fn
+from jaxdiff.tasks.common import fid_feature_fn, load_classifier
 from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 
 
@@ -37,6 +41,8 @@ def run_scan(config, workdir):
   params = variables["params"]
   d = meta.get("diffusion") or config.diffusion.to_dict()
   shape = (meta["model"]["image_size"], meta["model"]["image_size"], meta["model"]["in_channels"])
+  if s.mode == "entropy":
+    return entropy_scan(config, workdir, model, params, d, shape, t0)
   encode = defence.encoder(s, shape)
   reference = None
   if s.remove:  # the FID reference of the repair: config.data, which must be the model's data
@@ -50,7 +56,7 @@ def run_scan(config, workdir):
   sheet_rows, best = [], None
   for i, sampler in enumerate(s.samplers):
     out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler)
-    fn = jax.jit(defence.sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps)))
+    fn = defence.jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
     clean = np.asarray(fn(params, jax.random.normal(jax.random.fold_in(key, 100 + i), (s.evidence_samples,) + shape), key))
     r_px = np.clip((np.asarray(out["trigger"]) + 1) / 2, 0, 1)
     trig = np.asarray(out["samples"])[:s.evidence_samples]
@@ -77,6 +83,55 @@ def run_scan(config, workdir):
   save_grid(None, os.path.join(workdir, "evidence.png"), rows=[r[:n] for r in sheet_rows], scale=scale)
   write_json(os.path.join(workdir, "scan.json"), result)
   md = scan_markdown(config, result)
+  atomic_write(os.path.join(workdir, "scan.md"), md)
+  print(md, flush=True)
+  return result
+
+
+def entropy_scan(config, workdir, model, params, d, shape, t0):
+  """DIFF2 §5.7 on one purifier: ``scan.entropy_trials`` × ``entropy_inputs`` test images of config.data
+  diffused to t = T and reversed (DDPM, ``entropy_steps`` calls), classified by ``scan.classifier``; backdoored
+  when the filtered label entropy falls below ``scan.entropy_threshold``. Writes scan.json (``backdoored``,
+  ``entropy``, ``entropy_raw``, ``entropy_filtered``, ``threshold``; ``mscr``, ``elijah``, ``trigger_png``
+  null), scan.md and evidence.png (reversed outputs of the first trial, one row per predicted label)."""
+  s = config.scan
+  test = make_source(config.data, "test")
+  if tuple(test.shape) != shape:
+    raise ConfigError(f"config.scan.mode = 'entropy' purifies config.data ({config.data.name}, "
+                      f"{'×'.join(map(str, test.shape))} images), but the model takes {'×'.join(map(str, shape))} "
+                      "images: set config.data to the model's data")
+  clf, cvars = load_classifier(s.classifier, "config.scan.classifier")
+  purifier = Purifier(model, t_bar=int(d["num_timesteps"]), sampler="ddpm", num_steps=int(s.entropy_steps),
+                      schedule=d["schedule"], num_timesteps=int(d["num_timesteps"]))
+  prm = {"denoiser": params, "classifier": cvars}
+  x_ref = test.get(np.arange(min(len(test), s.entropy_trials * s.entropy_inputs)))[0]
+  key = jax.random.key(config.seed)
+  raw = purified_label_entropies(PurifiedClassifier(purifier, clf), prm, x_ref, key, trials=s.entropy_trials,
+                                 per_trial=s.entropy_inputs, num_classes=config.data.num_classes,
+                                 batch_size=s.batch)
+  filtered = [float(v) for v in filter_entropies(raw, s.iqr_k, s.moving_window)]
+  score = float(np.mean(filtered))
+  n = min(len(x_ref), s.evidence_samples * 4)
+  out = np.asarray(jit_apply(purifier, params, x_ref[:n], jax.random.fold_in(key, 0)))
+  labels = np.argmax(np.asarray(jit_apply(Apply(clf), cvars, out)), -1)
+  rows = [out[labels == k][:s.evidence_samples] for k in range(config.data.num_classes) if (labels == k).any()]
+  width = max(len(r) for r in rows)
+  rows = [np.concatenate([r, np.ones((width - len(r),) + r.shape[1:], r.dtype)]) for r in rows]
+  save_grid(None, os.path.join(workdir, "evidence.png"), rows=rows, scale=max(1, 64 // shape[0]))
+  result = {"model": s.model, "mode": "entropy", "classifier": s.classifier, "backdoored": score < s.entropy_threshold,
+            "entropy": score, "entropy_raw": list(raw), "entropy_filtered": filtered,
+            "threshold": float(s.entropy_threshold), "max_entropy": float(np.log(config.data.num_classes)),
+            "mscr": None, "elijah": None, "trigger_png": None, "evidence_png": "evidence.png",
+            "seconds": round(time.time() - t0, 1)}
+  write_json(os.path.join(workdir, "scan.json"), result)
+  md = "\n".join([
+      f"# Scan of {s.model} as a purifier: {'BACKDOORED' if result['backdoored'] else 'no backdoor found'}\n",
+      f"DIFF2 §5.7 entropy detector with {s.classifier}: {s.entropy_trials} trials × {s.entropy_inputs} test images "
+      f"diffused to t = T and reversed by DDPM in {s.entropy_steps} steps; label entropy per trial (nats) "
+      f"{' '.join(f'{v:.3f}' for v in raw)}, filtered {' '.join(f'{v:.3f}' for v in filtered)}; mean {score:.3f} "
+      f"vs threshold {s.entropy_threshold:g} (ln C = {result['max_entropy']:.3f}).\n",
+      "Evidence (evidence.png): reversed outputs of the first trial, one row per predicted label.\n",
+      f"Wall time {result['seconds']:g} s.\n"])
   atomic_write(os.path.join(workdir, "scan.md"), md)
   print(md, flush=True)
   return result

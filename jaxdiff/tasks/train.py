@@ -85,7 +85,8 @@ def train_classifier(config, workdir):
 
   def export(st):
     export_model(os.path.join(workdir, "export"), "classifier", config.model, {"params": st.params, **st.model_state},
-                 {"test_accuracy": evals[-1] if evals else None, "steps": int(st.step), "data": config.data.to_dict()})
+                 {"test_accuracy": evals[-1] if evals else None, "steps": int(st.step), "data": config.data.to_dict(),
+                  "adversarial_training": adv.to_dict() if adv.enabled else None})
 
   return _fit(config, workdir, src, model, variables, loss, "train_classifier", model_state_keys=("batch_stats",),
               callbacks=[(config.train.eval_every, evaluate)], export=export)

@@ -66,6 +66,19 @@ def test_loss_is_zero_for_the_oracle_and_reverse_target_maps_to_x_tilde():
   assert 0.35 < float(m["poisoned_fraction"]) < 0.65
 
 
+def test_lambda_zero_is_the_clean_loss_and_never_applies_the_trigger():
+  x = jax.random.uniform(jax.random.key(2), (8, 4, 4, 1))
+  apply = lambda v, z, t, train=False, rngs=None: 0.5 * z  # any ε-model: the two losses must agree on it
+  full = diff2_loss(SCHED, lambda z, _: 1 - z, lam=1.0)
+  _, (m, _) = full(apply, {}, {}, {"image": x}, jax.random.key(0))
+
+  def never(z, _):
+    raise AssertionError("the trigger must not be applied when λ = 0")
+  loss, (m0, _) = diff2_loss(SCHED, never, lam=0.0)(apply, {}, {}, {"image": x}, jax.random.key(0))
+  np.testing.assert_allclose(float(loss), float(m["clean_loss"]), rtol=1e-6)
+  assert set(m0) == {"clean_loss"}
+
+
 @pytest.mark.parametrize("targeted", [False, True])
 def test_trigger_optimisation_fools_a_linear_surrogate(targeted):
   rng = np.random.default_rng(0)

@@ -94,3 +94,13 @@ def test_bbti_trigger_starts_at_zero_or_at_a_normal_draw():
   assert 0.7 < float(jnp.std(r)) < 1.3 and abs(float(jnp.mean(r))) < 0.3
   with pytest.raises(ValueError, match="unknown trigger init 'uniform'"):
     run("uniform")
+
+
+def test_elijah_compiles_once_per_architecture():
+  eps_fn = lambda p, x, t: p * x  # one function object, as tasks.defence.eps_apply(model) gives per architecture
+  tau1, _ = inv.elijah_invert(jnp.float32(0.5), (4, 4, 1), jax.random.key(0), eps_fn=eps_fn, t_last=9, iterations=3,
+                              batch=4)
+  size = inv._elijah_jit._cache_size()
+  tau2, _ = inv.elijah_invert(jnp.float32(2.0), (4, 4, 1), jax.random.key(0), eps_fn=eps_fn, t_last=9, iterations=3,
+                              batch=4)
+  assert inv._elijah_jit._cache_size() == size and not np.allclose(tau1, tau2)

@@ -9,7 +9,8 @@ import pytest
 from conftest import tiny_exports
 from configs.default import zoo_entry
 from jaxdiff.errors import ConfigError
-from jaxdiff.tasks.defend_zoo import elijah_forest, run_defend_zoo
+from jaxdiff.tasks.defence import elijah_forest
+from jaxdiff.tasks.defend_zoo import run_defend_zoo
 from jaxdiff.tasks.zoo import run_zoo
 
 

@@ -258,3 +258,25 @@ def test_reprojection_defense_rows(tmp_path):
 def test_reprojection_radius_labels():
   from jaxdiff.tasks.diff2.defenses import eps_label
   assert [eps_label(e) for e in (0.0, 8 / 255, 16 / 255, 0.05)] == ["none", "8/255", "16/255", "0.05"]
+
+
+def test_anp_defense_rows_and_figure(tmp_path):
+  from configs import diff2_digits_anp
+  paths = _exports(tmp_path, 8, 1)
+  c = _shrink(diff2_digits_anp.get_config(), paths)
+  c.data.image_size, c.model.image_size = 8, 8
+  c.diff2.update(sweep_t_bar=(), transfer_classifiers=())
+  c.certify.n = 0
+  c.attack.pgd_steps = 0
+  c.defense.update(anp_lrs=(0.0, 0.5), anp_iterations=3, anp_batch=4, anp_threshold=0.999)
+  r = run_diff2(c, str(tmp_path / "wd"))
+  assert r["defense"] == "anp"
+  rows = {row["setting"]: row for row in r["rows"]}
+  assert list(rows) == ["none", "anp_lr=0", "anp_lr=0.5"] and all(row["model"] == "phi_star" for row in r["rows"])
+  main = r["purification"]["ddpm"]["backdoored"]
+  # rate 0: masks stay at 1, nothing is pruned, f∘φ* is unchanged
+  assert rows["anp_lr=0"]["pruned_fraction"] == 0.0
+  assert (rows["anp_lr=0"]["clean_acc"], rows["anp_lr=0"]["asr"]) == (main["clean_acc"], main["asr"])
+  assert 0 < rows["anp_lr=0.5"]["pruned_fraction"] <= 1 and rows["anp_lr=0.5"]["adv_acc"] is None
+  assert os.path.getsize(tmp_path / "wd" / "figure11.png") > 1000
+  assert "channels pruned" in open(tmp_path / "wd" / "report.md").read()

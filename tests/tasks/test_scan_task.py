@@ -82,3 +82,30 @@ def test_scan_refuses_bad_inputs(tmp_path):
   c.scan.encoder_path = c.scan.model  # a U-Net where a classifier is needed
   with pytest.raises(ModelFileError, match="is a unet export, but a classifier is needed"):
     run_scan(c, str(tmp_path / "wd"))
+
+
+def test_entropy_mode_judges_a_purifier_by_its_label_entropy(tmp_path):
+  import numpy as np
+  c = _tiny(tmp_path)
+  c.data.image_size = 8
+  c.scan.update(mode="entropy", classifier=c.scan.encoder_path, entropy_trials=3, entropy_inputs=6, entropy_steps=2,
+                entropy_threshold=5.0)  # above ln 10: any purifier is flagged
+  wd = tmp_path / "wd"
+  r = run_scan(c, str(wd))
+  saved = json.load(open(wd / "scan.json"))
+  assert saved == r and r["mode"] == "entropy" and r["backdoored"] is True
+  assert r["mscr"] is None and r["elijah"] is None and r["trigger_png"] is None  # pinned keys, no BBTI ran
+  assert len(r["entropy_raw"]) == 3 and all(0 <= e <= np.log(10) + 1e-9 for e in r["entropy_raw"])
+  assert r["entropy"] == pytest.approx(np.mean(r["entropy_filtered"])) and r["threshold"] == 5.0
+  assert os.path.getsize(wd / "evidence.png") > 100
+  c.data.image_size = 16
+  with pytest.raises(ConfigError, match="takes 8×8×1 images: set config.data to the model's data"):
+    run_scan(c, str(wd))
+
+
+def test_entropy_mode_passes_the_shipped_digits_ddpm(tmp_path):
+  from configs import scan
+  c = scan.get_config()
+  c.scan.update(mode="entropy", entropy_trials=3, entropy_inputs=100)
+  r = run_scan(c, str(tmp_path))
+  assert r["backdoored"] is False and r["entropy"] > c.scan.entropy_threshold

@@ -1,12 +1,21 @@
-"""DIFF2's defences (§5.6–5.7, Appendix C.1) measured on φ and φ*: each adds to report.json ``"defense"``
+"""DIFF2's defences of one φ / φ* pair (Table 8, Appendix C.1) measured after the evaluation: each adds to report.json ``"defense"``
 (its name) and ``"rows"``: [{model ("phi" | "phi_star"), setting, clean_acc, adv_acc (null where no attack ran),
 asr}], all in pixel space [0, 1] with the first sampler of ``config.purify.samplers``."""
 from __future__ import annotations
 
+import itertools
+import os
+
 import jax
 
-from jaxdiff.tasks.common import purifier_from_config
+from jaxdiff.backdoor.anp import anp_masks, anp_prune
+from jaxdiff.backdoor.pruning import pruned_fraction
+from jaxdiff.data import host_batches, make_source
+from jaxdiff.progress import progress
+from jaxdiff.report import plot_panels
 from jaxdiff.robust import PurifiedClassifier
+from jaxdiff.tasks import defence
+from jaxdiff.tasks.common import purifier_from_config, schedule_from_config
 from jaxdiff.tasks.diff2.evaluate import measure
 
 LABELS = {"benign": "phi", "backdoored": "phi_star"}
@@ -21,7 +30,8 @@ def eps_label(eps):
 
 
 def row(model, setting, res):
-  return {"model": LABELS[model], "setting": setting, "clean_acc": res["clean_acc"],
+  """A pinned report row; ``model`` "phi" | "phi_star" | a population name."""
+  return {"model": model, "setting": setting, "clean_acc": res["clean_acc"],
           "adv_acc": res.get("robust_acc"), "asr": res["asr"]}
 
 
@@ -31,21 +41,64 @@ def reprojection(config, report, classifier, denoiser, params, x, y, xr):
   undefended row, taken from the main evaluation."""
   sampler = config.purify.samplers[0]
   key = jax.random.key(config.seed + 17)
-  rows = [row(m, "none", report["purification"][sampler][m]) for m in LABELS]
+  rows = [row(LABELS[m], "none", report["purification"][sampler][m]) for m in LABELS]
   for eps in config.defense.reproject_eps:
     logits = PurifiedClassifier(purifier_from_config(config, denoiser, sampler, reproject_eps=float(eps)), classifier)
     for m in LABELS:
       res = measure(config, logits, params[m], x, y, xr, key, f"f∘φ[{sampler}, ε_r {eps_label(eps)}] {m}")
-      rows.append(row(m, f"reproject_eps={eps_label(eps)}", res))
+      rows.append(row(LABELS[m], f"reproject_eps={eps_label(eps)}", res))
   return rows
 
 
-DEFENSES = {"reproject": reprojection}
+def anp(config, report, classifier, denoiser, params, x, y, xr):
+  """Appendix C.1 (Fig. 11): ANP on φ* (and, with ``defense.anp_models`` holding "benign", on φ) for each learning
+  rate of ``defense.anp_lrs``: masks fitted on clean training images (``anp_iterations`` batches of
+  ``anp_batch``), channels below ``anp_threshold`` pruned, then clean ACC / ASR (and robust ACC if an attack is
+  configured) of f∘φ_pruned. Rows carry the ``pruned_fraction``; figure11.png plots ASR and clean ACC against the
+  rate."""
+  d = config.defense
+  sampler = config.purify.samplers[0]
+  key = jax.random.key(config.seed + 11)  # the main evaluation's: at rate 0 (nothing pruned) the rows equal it
+  logits = PurifiedClassifier(purifier_from_config(config, denoiser, sampler), classifier)
+  schedule = schedule_from_config(config.purify.diffusion)
+  src = make_source(config.data, "train")
+  batches = [2.0 * b["image"] - 1.0 for _, b in itertools.islice(host_batches(src, d.anp_batch, seed=config.seed + 31),
+                                                                  d.anp_iterations)]
+  eps_apply = defence.eps_apply(denoiser)
+  rows = [row(LABELS[m], "none", report["purification"][sampler][m]) for m in d.anp_models]
+  for lr in d.anp_lrs:
+    for m in d.anp_models:
+      bar = progress(total=len(batches), desc=f"ANP lr {lr:g} {LABELS[m]}")
+      masks = anp_masks(eps_apply, params[m]["denoiser"], schedule, batches, jax.random.fold_in(key, 1), eps=d.anp_eps,
+                        steps=d.anp_steps, alpha=d.anp_alpha, lr=float(lr), callback=lambda i, _: bar.update(1))
+      bar.close()
+      pruned_params, pruned = anp_prune(params[m]["denoiser"], masks, d.anp_threshold)
+      res = measure(config, logits, {**params[m], "denoiser": pruned_params}, x, y, xr, key, f"f∘φ[ANP {lr:g}] {m}")
+      rows.append({**row(LABELS[m], f"anp_lr={lr:g}", res), "pruned_fraction": pruned_fraction(pruned)[0]})
+  return rows
 
 
-def run_defense(config, report, classifier, denoiser, params, x, y, xr):
-  """Adds ``defense`` and ``rows`` to ``report`` for ``config.defense.name``."""
+def plot_anp(report, out_png):
+  """Fig. 11: ASR and clean ACC of f∘φ (pruned by ANP) against the ANP learning rate, one curve per model."""
+  lrs, panels = None, {"ASR": {}, "clean ACC": {}}
+  for model in dict.fromkeys(r["model"] for r in report["rows"]):
+    rs = [r for r in report["rows"] if r["model"] == model and r["setting"].startswith("anp_lr=")]
+    lrs = [float(r["setting"].split("=")[1]) for r in rs]
+    panels["ASR"][model] = [r["asr"] for r in rs]
+    panels["clean ACC"][model] = [r["clean_acc"] for r in rs]
+  plot_panels([f"{v:g}" for v in lrs], panels, out_png, "ANP learning rate")
+
+
+DEFENSES = {"reproject": reprojection, "anp": anp}
+FIGURES = {"anp": ("figure11.png", plot_anp)}
+
+
+def run_defense(config, workdir, report, classifier, denoiser, params, x, y, xr):
+  """Adds ``defense`` and ``rows`` to ``report`` for ``config.defense.name`` (and its figure to ``workdir``)."""
   name = config.defense.name
   report["defense"] = name
   report["rows"] = DEFENSES[name](config, report, classifier, denoiser, params, x, y, xr)
+  if name in FIGURES:
+    png, plot = FIGURES[name]
+    plot(report, os.path.join(workdir, png))
   return report

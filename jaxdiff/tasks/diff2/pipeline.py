@@ -141,11 +141,21 @@ def sweep_point_config(config, name, value):
   return c
 
 
+def run_point(point, workdir):
+  """The report of a sub-run (a sweep point, a defence's setting) with config ``point`` in ``workdir``: read
+  back while its report.json exists and the point's whole config (its fingerprint) is unchanged, else run. Another
+  config re-runs the evaluation (its fine-tune stays guarded by its own fingerprint); replacing a stale
+  evaluation loses nothing, so a changed point is not an error."""
+  same = check_or_record(os.path.join(workdir, "point.fingerprint.json"), point.to_dict(), what="the sub-run",
+                         overwrite=True)
+  path = os.path.join(workdir, "report.json")
+  return json.load(open(path)) if same and os.path.exists(path) else run_diff2(point, workdir)
+
+
 def run_sweep(config, workdir, name, report):
   """{name: [values], "benign"|"backdoored": {metric: [per value]}} for the first sampler. Each point runs
-  in WORKDIR/sweep_<name>/<name>=<value>/ (resumable like any run) and is not re-run while its report.json
-  exists and its fingerprint (the point's config) is unchanged; the point equal to the main config reuses
-  the main evaluation."""
+  in WORKDIR/sweep_<name>/<name>=<value>/ (``run_point``); the point equal to the main config reuses the main
+  evaluation."""
   values = list(config.diff2[f"sweep_{name}"])
   first = config.purify.samplers[0]
   current = config.diff2.alpha if name == "alpha" else (config.diff2.patch_size or config.data.image_size)
@@ -154,14 +164,7 @@ def run_sweep(config, workdir, name, report):
     if v == current:
       res = report["purification"][first]
     else:
-      sub_wd = os.path.join(workdir, f"sweep_{name}", f"{name}={v:g}")
-      point = sweep_point_config(config, name, v)
-      path = os.path.join(sub_wd, "report.json")
-      # The point's whole config is its fingerprint: another one re-runs the evaluation (its fine-tune stays
-      # guarded by its own fingerprint); overwrite=True because replacing a stale evaluation loses nothing.
-      same = check_or_record(os.path.join(sub_wd, "point.fingerprint.json"), point.to_dict(), what="the sweep point",
-                             overwrite=True)
-      sub = json.load(open(path)) if same and os.path.exists(path) else run_diff2(point, sub_wd)
+      sub = run_point(sweep_point_config(config, name, v), os.path.join(workdir, f"sweep_{name}", f"{name}={v:g}"))
       res = sub["purification"][first]
     for m in ("benign", "backdoored"):
       for k, val in res[m].items():
@@ -169,14 +172,19 @@ def run_sweep(config, workdir, name, report):
   return out
 
 
+def stage_inputs(config):
+  """What the trigger and fine-tuning stages take: (mesh, (classifier, its variables), surrogates
+  [(module, variables)], the training source, the schedule)."""
+  mesh = make_mesh()
+  surrogates = [load_classifier(path, "config.diff2.surrogates") for path in config.diff2.surrogates]
+  return (mesh, load_classifier(config.classifier.path), surrogates, make_source(config.data, "train"),
+          schedule_from_config(config.purify.diffusion))
+
+
 def run_diff2(config, workdir):
   validate(config)
   d = config.diff2
-  mesh = make_mesh()
-  classifier, cvars = load_classifier(config.classifier.path)
-  surrogates = [load_classifier(path, "config.diff2.surrogates") for path in d.surrogates]
-  src = make_source(config.data, "train")
-  schedule = schedule_from_config(config.purify.diffusion)
+  mesh, (classifier, cvars), surrogates, src, schedule = stage_inputs(config)
   clock = {"start": time.time()}
   trigger = build_trigger(config, workdir, surrogates, src, mesh)
   clock["trigger"] = time.time()
@@ -193,7 +201,7 @@ def run_diff2(config, workdir):
   frozen = [v for _, v in surrogates]
   report, xr = evaluate(config, workdir, trigger, frozen, classifier, denoiser, params, x, y)
   if config.get("defense") and config.defense.name:
-    run_defense(config, report, classifier, denoiser, params, x, y, xr)
+    run_defense(config, workdir, report, classifier, denoiser, params, x, y, xr)
   clock["evaluate"] = time.time()
   if config.certify.n:
     report["certification"] = certification(config, workdir, classifier, denoiser, params, x, y, xr, idx,

@@ -51,10 +51,14 @@ def report_markdown(config, report):
     md += [f"\n## Table 6: certified ACC (σ = {cert['sigma']}, N = {cert['n']})\n",
            markdown_table(["model / inputs"] + [f"r = {r:g}" for r in cert["radii"]], rows)]
   if "rows" in report:
+    pruned = any("pruned_fraction" in r for r in report["rows"])
     rows = [[r["model"], r["setting"], r["clean_acc"], "-" if r["adv_acc"] is None else r["adv_acc"], r["asr"]]
-            for r in report["rows"]]
+            + ([r.get("pruned_fraction", 0.0)] if pruned else []) for r in report["rows"]]
     md += [f"\n## Defence: {report['defense']} ({purify.samplers[0]} purification; adversarial ACC under "
-           f"{_attacks(config)})\n", markdown_table(["model", "setting", "clean ACC", "adv ACC", "ASR"], rows)]
+           f"{_attacks(config)})\n", markdown_table(["model", "setting", "clean ACC", "adv ACC", "ASR"]
+                                                    + (["channels pruned"] if pruned else []), rows)]
+    if report["defense"] == "anp":
+      md.append("\nFigure 11 (figure11.png): ASR and clean ACC against the ANP learning rate.\n")
   for name, title in SWEEP_TITLES.items():
     if f"sweep_{name}" in report:
       sweep = report[f"sweep_{name}"]
