@@ -10,8 +10,9 @@ from jaxdiff.io import atomic_write
 from jaxdiff.metrics import certified_accuracy
 
 
-def plot_panels(x, panels: dict, out_png, xlabel, ylim=(-0.02, 1.02)):
-  """``panels`` maps a panel title to {curve label: [y per x]}; e.g. {"ASR": {"φ": [...], "φ*": [...]}}."""
+def plot_panels(x, panels: dict, out_png, xlabel, ylim=(-0.02, 1.02), xscale="linear"):
+  """``panels`` maps a panel title to {curve label: [y per x]}; e.g. {"ASR": {"φ": [...], "φ*": [...]}};
+  ``xscale`` "log" for rates spanning decades."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -21,6 +22,7 @@ def plot_panels(x, panels: dict, out_png, xlabel, ylim=(-0.02, 1.02)):
       ax.plot(x, ys, marker="o", label=label)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
+    ax.set_xscale(xscale)
     if ylim is not None:
       ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)

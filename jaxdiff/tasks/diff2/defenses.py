@@ -86,7 +86,7 @@ def plot_anp(report, out_png):
     lrs = [float(r["setting"].split("=")[1]) for r in rs]
     panels["ASR"][model] = [r["asr"] for r in rs]
     panels["clean ACC"][model] = [r["clean_acc"] for r in rs]
-  plot_panels([f"{v:g}" for v in lrs], panels, out_png, "ANP learning rate")
+  plot_panels(lrs, panels, out_png, "ANP learning rate", xscale="log" if min(lrs) > 0 else "symlog")
 
 
 DEFENSES = {"reproject": reprojection, "anp": anp}
