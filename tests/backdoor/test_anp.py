@@ -5,6 +5,7 @@ import flax.traverse_util as tu
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdiff import diffusion
 from jaxdiff.backdoor import anp, pruning
@@ -35,6 +36,7 @@ def test_a_zero_mask_silences_the_channel_after_its_norm_and_ones_change_nothing
   assert float(jnp.abs(norm2[..., 3]).max()) == 0.0 and float(jnp.abs(norm2[..., 2]).max()) > 0
 
 
+@pytest.mark.slow  # three ANP compilations of the U-Net
 def test_anp_perturbation_raises_the_loss_and_the_masks_descend_it():
   params, sched = _params(), diffusion.make_schedule("linear", 1000)
   groups = tuple(pruning.channel_groups(params))

@@ -25,7 +25,8 @@ def test_full_gradient_through_purification_matches_finite_differences(sampler):
   f = lambda z, remat: jnp.sum(CLASSIFY(purify_pixels(EPS_FN, SCHED, z, key, t_bar=30, sampler=sampler,
                                                       num_steps=6, remat=remat)) ** 2)
   g = jax.jit(jax.grad(f), static_argnums=1)(x, True)
-  np.testing.assert_allclose(g, jax.jit(jax.grad(f), static_argnums=1)(x, False), rtol=1e-4, atol=1e-6)
+  # remat changes XLA's fusion and summation order: fp32 round-off ~ 1e-7 × |g|max (≈ 40 here), so atol 1e-5
+  np.testing.assert_allclose(g, jax.jit(jax.grad(f), static_argnums=1)(x, False), rtol=1e-4, atol=1e-5)
   d = jax.random.normal(jax.random.key(4), x.shape)
   h = 1e-3
   fd = (f(x + h * d, False) - f(x - h * d, False)) / (2 * h)

@@ -2,10 +2,13 @@
 import json
 import os
 
+import pytest
+
 from conftest import tiny_exports as _exports
 from jaxdiff import tasks
 
 
+@pytest.mark.slow  # two DIFF2 sub-runs (~2 min of CPU compiles); run with -m slow
 def test_advtrain_rows_per_attack_mode_and_target(tmp_path, monkeypatch):
   from configs import diff2_digits_advtrain
   unet, cnn0, cnn1 = _exports(tmp_path, 8, 1)

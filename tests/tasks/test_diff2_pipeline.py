@@ -260,6 +260,7 @@ def test_reprojection_radius_labels():
   assert [eps_label(e) for e in (0.0, 8 / 255, 16 / 255, 0.05)] == ["none", "8/255", "16/255", "0.05"]
 
 
+@pytest.mark.slow  # a DIFF2 run plus ANP (~2 min); run with -m slow
 def test_anp_defense_rows_and_figure(tmp_path):
   from configs import diff2_digits_anp
   paths = _exports(tmp_path, 8, 1)

@@ -103,6 +103,7 @@ def test_entropy_mode_judges_a_purifier_by_its_label_entropy(tmp_path):
     run_scan(c, str(wd))
 
 
+@pytest.mark.slow  # the real digits DDPM, 300 reversals from t = T
 def test_entropy_mode_passes_the_shipped_digits_ddpm(tmp_path):
   from configs import scan
   c = scan.get_config()
