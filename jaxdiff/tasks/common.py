@@ -109,15 +109,16 @@ CERTIFY_FIELDS = ("seed", "data", "purify.diffusion", "certify.n", "certify.n0",
                   "certify.batch_size", "certify.denoise_steps")  # what a CERTIFY row depends on, besides σ
 
 
-def reuse_export(export_dir, fp, overwrite):
-  """Params of a finished fine-tune's export when it was made under ``fp`` (its meta.json's "fingerprint"),
-  else None. An export of other settings is refused, or removed with ``overwrite``."""
+def reuse_export(export_dir, fp, overwrite, steps=None):
+  """Params of a finished fine-tune's export when it was made under ``fp`` (its meta.json's "fingerprint") and,
+  given ``steps``, after that many steps (else None: the caller's ``fit`` resumes from its checkpoints). An export
+  of other settings is refused, or removed with ``overwrite``."""
   if not os.path.exists(os.path.join(export_dir, "meta.json")):
     return None
   _, variables, meta = load_model(export_dir, kind="unet")
   old = meta.get("fingerprint", meta.get("finetune_fingerprint", fp))  # older exports may carry none: accepted
   if old == fp:
-    return variables["params"]
+    return None if steps is not None and meta.get("steps", steps) != steps else variables["params"]
   if not overwrite:
     raise IncompatibleCheckpointError(f"{export_dir} was fine-tuned with other settings "
                                    f"({'; '.join(differences(old, fp)[:4])}): {OVERWRITE_HINT}")

@@ -281,3 +281,20 @@ def test_anp_defense_rows_and_figure(tmp_path):
   assert 0 < rows["anp_lr=0.5"]["pruned_fraction"] <= 1 and rows["anp_lr=0.5"]["adv_acc"] is None
   assert os.path.getsize(tmp_path / "wd" / "figure11.png") > 1000
   assert "channels pruned" in open(tmp_path / "wd" / "report.md").read()
+
+
+def test_a_finished_export_is_reused_only_for_its_number_of_steps(tmp_path):
+  import jax
+  import ml_collections
+  from jaxdiff.convert import export_model
+  from jaxdiff.models import build_model, init_variables
+  from jaxdiff.tasks.common import reuse_export
+  cfg = ml_collections.ConfigDict(dict(name="unet", image_size=8, in_channels=1, base_channels=8, channel_mults=(1,),
+                                       attention_resolutions=(), layers_per_block=1, norm_num_groups=4, dropout=0.0,
+                                       dtype="float32"))
+  d = str(tmp_path / "export")
+  export_model(d, "unet", cfg, init_variables(build_model(cfg), cfg, jax.random.key(0)), {"fingerprint": {"a": 1},
+                                                                                            "steps": 100})
+  assert reuse_export(d, {"a": 1}, False, steps=100) is not None
+  assert reuse_export(d, {"a": 1}, False) is not None
+  assert reuse_export(d, {"a": 1}, False, steps=200) is None  # a longer fine-tune: fit resumes, then re-exports

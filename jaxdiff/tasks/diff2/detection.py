@@ -90,7 +90,7 @@ def measure_member(config, mc, name, kind, i, workdir, ctx, shared):
     model_fp = fingerprint(config, models={"denoiser": config.purify.denoiser})
   else:
     params = finetune(mc, wd, trigger, surrogates, src, mesh, schedule)
-    model_fp = finetune_fingerprint(mc)
+    model_fp = {**finetune_fingerprint(mc), "steps": mc.train.num_steps}  # measures of a longer fine-tune differ
   d = config.defense
   prm = {"denoiser": params, "classifier": cvars}
   key = jax.random.key(config.seed + 19)

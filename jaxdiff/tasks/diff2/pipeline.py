@@ -96,7 +96,7 @@ def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
   out = os.path.join(workdir, "finetune")
   fp = finetune_fingerprint(config)
   export_dir = os.path.join(out, "export")
-  params = reuse_export(export_dir, fp, config.overwrite)
+  params = reuse_export(export_dir, fp, config.overwrite, steps=config.train.num_steps)
   if params is not None:
     return params
   model, params, meta = load_denoiser(config)
@@ -114,7 +114,8 @@ def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
 
   def export(state):
     export_model(export_dir, "unet", meta["model"], {"params": _final(config, state)},
-                 {"diffusion": meta.get("diffusion"), "diff2": d.to_dict(), "fingerprint": fp})
+                 {"diffusion": meta.get("diffusion"), "diff2": d.to_dict(), "fingerprint": fp,
+                  "steps": int(state.step)})
 
   state, _ = fit(model, {"params": params}, loss, src, config=config, workdir=out, mesh=mesh, fingerprint=fp,
                  frozen=frozen, export=export, desc="diff2 fine-tune")
