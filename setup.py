@@ -14,6 +14,9 @@ setup(
         "absl-py", "pillow", "matplotlib", "tqdm", "dm-pix",
     ],
     extras_require={
+        # accelerators: the jax build with the device runtime (NVIDIA GPUs: CUDA 12 wheels; Cloud TPU VMs)
+        "cuda": ["jax[cuda12]"],
+        "tpu": ["jax[tpu]"],
         # torch pinned to the CPU build available offline; diffusers/safetensors for parity tests.
         "test": ["pytest", "pytest-xdist", "import-linter", "torch==2.13.0", "diffusers", "nbclient", "nbformat",
                  "ipykernel", "scikit-image",

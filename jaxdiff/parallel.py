@@ -43,6 +43,30 @@ def maybe_initialize_distributed(timeout_s=None):
     jax.distributed.initialize(initialization_timeout=timeout_s)
 
 
+def compilation_cache_dir(setting=None):
+  """Where the persistent XLA compilation cache lives, or None when it is off: ``setting`` (a directory or
+  "off"), else $JAXDIFF_COMPILATION_CACHE (the same), else $XDG_CACHE_HOME/jaxdiff/xla (~/.cache/jaxdiff/xla)."""
+  setting = setting or os.environ.get("JAXDIFF_COMPILATION_CACHE", "")
+  if setting.lower() in ("off", "0", "none", "false"):
+    return None
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.abspath(os.path.expanduser(setting)) if setting else os.path.join(base, "jaxdiff", "xla")
+
+
+def enable_compilation_cache(setting=None, min_compile_seconds=1.0):
+  """Turns on JAX's persistent compilation cache at ``compilation_cache_dir(setting)`` (programs that took
+  ≥ ``min_compile_seconds`` to compile are stored), so a second run of a config loads the compiled U-Net instead
+  of recompiling it. Returns the directory, or None when the cache is off. Call before anything compiles."""
+  path = compilation_cache_dir(setting)
+  if path is None:
+    return None
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
+
+
 def barrier(name):
   """Waits until every process reaches ``name`` (multi-process runs only; a no-op otherwise). Used after the
   writer changed files that every process then reads (a resumed TSV, a replaced result)."""

@@ -15,6 +15,8 @@ from ml_collections import config_flags  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl, images and reports.")
+flags.DEFINE_string("compilation_cache", "", "Persistent XLA compilation cache: a directory, or 'off' (default: "
+                    "$JAXDIFF_COMPILATION_CACHE, else ~/.cache/jaxdiff/xla).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -43,8 +45,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   from jaxdiff.errors import UserError
   try:
-    from jaxdiff.parallel import maybe_initialize_distributed
+    from jaxdiff.parallel import enable_compilation_cache, maybe_initialize_distributed
     maybe_initialize_distributed()
+    cache = enable_compilation_cache(flags.FLAGS.compilation_cache)
     import jax
     from jaxdiff import tasks
     from jaxdiff.io import atomic_write
@@ -54,8 +57,8 @@ def main(argv):
     validate(cfg)  # before anything is written: a bad rerun never replaces a workdir's config.json
     os.makedirs(workdir, exist_ok=True)
     atomic_write(os.path.join(workdir, "config.json"), cfg.to_json_best_effort(indent=2) + "\n")  # process 0 only
-    print(f"task={cfg.task} workdir={workdir} devices={jax.device_count()} ({jax.devices()[0].platform})",
-          flush=True)
+    print(f"task={cfg.task} workdir={workdir} devices={jax.device_count()} ({jax.devices()[0].platform}) "
+          f"compilation_cache={cache or 'off'}", flush=True)
     tasks.run(cfg, workdir)
   except UserError as e:
     refuse(e)

@@ -16,6 +16,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # `configs.*` importable as in launch/main.py
 os.environ.setdefault("JAXDIFF_PROGRESS", "0")
 
+# One persistent compilation cache for the session (the xdist workers inherit the controller's directory, and the
+# launch/ subprocesses read JAXDIFF_COMPILATION_CACHE): the many tiny U-Nets the tests build compile once, not
+# once per test, and nothing is written under the user's ~/.cache.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("JAXDIFF_COMPILATION_CACHE", tempfile.mkdtemp(prefix="jaxdiff-xla-"))
+from jaxdiff.parallel import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
+
 
 def tiny_ddpm_config(num_steps=6):
   """configs/ddpm_digits.py shrunk for tests (8×8 digits, 8-channel U-Net)."""
@@ -29,8 +39,26 @@ def tiny_ddpm_config(num_steps=6):
   return c
 
 
+_TINY_EXPORTS = {}  # (size, channels) -> folder of this process's master copies
+
+
 def tiny_exports(tmp, size, channels):
-  """Random-weight exports in tmp: [U-Net, CNN 0, CNN 1] paths (size×size×channels images)."""
+  """Random-weight exports in tmp: [U-Net, CNN 0, CNN 1] paths (size×size×channels images). Built once per
+  process and shape (fixed seeds), then copied: initialising the U-Net is the slow part."""
+  import shutil
+  key = (size, channels)
+  if key not in _TINY_EXPORTS:
+    master = tempfile.mkdtemp(prefix=f"jaxdiff-tiny-{size}x{channels}-")
+    _build_tiny_exports(master, size, channels)
+    _TINY_EXPORTS[key] = master
+  paths = []
+  for name in ("unet", "cnn0", "cnn1"):
+    shutil.copytree(os.path.join(_TINY_EXPORTS[key], name), str(tmp / name), dirs_exist_ok=True)
+    paths.append(str(tmp / name))
+  return paths
+
+
+def _build_tiny_exports(folder, size, channels):
   import jax
   import ml_collections
   from jaxdiff.models import build_model, init_variables
@@ -39,13 +67,10 @@ def tiny_exports(tmp, size, channels):
       name="unet", image_size=size, in_channels=channels, base_channels=8, channel_mults=(1, 2),
       attention_resolutions=(size // 2,), layers_per_block=1, norm_num_groups=4, dropout=0.0, dtype="float32"))
   unet = build_model(ucfg)
-  export_model(str(tmp / "unet"), "unet", ucfg, init_variables(unet, ucfg, jax.random.key(0)),
+  export_model(os.path.join(folder, "unet"), "unet", ucfg, init_variables(unet, ucfg, jax.random.key(0)),
                {"diffusion": {"schedule": "linear", "num_timesteps": 1000}})
-  paths = [str(tmp / "unet")]
   for i in range(2):
     ccfg = ml_collections.ConfigDict(dict(name="cnn", image_size=size, in_channels=channels, num_classes=10,
                                           widths=(4,), dtype="float32"))
     clf = build_model(ccfg)
-    export_model(str(tmp / f"cnn{i}"), "classifier", ccfg, init_variables(clf, ccfg, jax.random.key(i)))
-    paths.append(str(tmp / f"cnn{i}"))
-  return paths
+    export_model(os.path.join(folder, f"cnn{i}"), "classifier", ccfg, init_variables(clf, ccfg, jax.random.key(i)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxdiff import diffusion
 from jaxdiff.bench.timing import flops_of, throughput_record, time_fn
@@ -28,11 +29,17 @@ def unet_config(size, dtype):
   return ml_collections.ConfigDict({**CIFAR_UNET, **UNET_SIZES[size], "dtype": dtype})
 
 
-def bench_unet(size, batch, dtype, iters, t_bar, samplers):
-  """Rows ``unet_forward``, ``train_step``, ``purify_<sampler>_t<t̄>`` (images/s, FLOPs, fraction of peak)."""
+def bench_unet(size, batch, dtype, iters, t_bar, samplers, peer="", peer_compile=False):
+  """Rows ``unet_forward``, ``train_step``, ``purify_<sampler>_t<t̄>`` (images/s, FLOPs, fraction of peak).
+  ``peer="torch"``: the same rows of diffusers' UNet2DModel with the same weights (``bench.peer``), measured in
+  this run; every row gets ``speedup_vs_peer`` (jaxdiff rate ÷ peer rate)."""
   mcfg = unet_config(size, dtype)
   model = build_model(mcfg)
   params = init_variables(model, mcfg, jax.random.key(0))["params"]
+  extra = {}
+  if peer:
+    from jaxdiff.bench.peer import torch_unet
+    torch_model, params = torch_unet(model.cfg, params)
   mesh = make_mesh()
   shape = (batch, mcfg.image_size, mcfg.image_size, mcfg.in_channels)
   x = jax.device_put(jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1), batch_sharded(mesh))
@@ -42,6 +49,11 @@ def bench_unet(size, batch, dtype, iters, t_bar, samplers):
 
   fwd = jax.jit(lambda p, x, t: model.apply({"params": p}, x, t))
   fwd_flops = flops_of(fwd, params, x, t)
+  if peer:  # same weights on both sides: the forward passes agree
+    from jaxdiff.bench.peer import peer_forward
+    ours = np.asarray(fwd(params, x, t), np.float32)
+    theirs = peer_forward(torch_model, x, t, dtype)
+    extra["peer_forward_rel_diff"] = float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs))
   out.append(throughput_record("unet_forward", time_fn(fwd, params, x, t, iters=iters), batch, fwd_flops, dtype))
 
   sched = diffusion.linear_schedule()
@@ -63,6 +75,14 @@ def bench_unet(size, batch, dtype, iters, t_bar, samplers):
                                  batch, fwd_flops and fwd_flops * nfe, dtype, network_evals=nfe))
   for r in out:
     r["images_per_sec"] = r.pop("items_per_sec")
-  return {"model_params": count_params(params)}, out
+  if peer:
+    import torch
+
+    from jaxdiff.bench.peer import add_peer, bench_peer
+    secs = bench_peer(torch_model, shape, sched.betas, dtype=dtype, iters=iters, t_bar=t_bar, samplers=samplers,
+                      compile=peer_compile)
+    add_peer(out, secs, f"torch {torch.__version__} {'cuda' if torch.cuda.is_available() else 'cpu'}, "
+             f"{torch.get_num_threads()} threads, diffusers UNet2DModel" + (", torch.compile" if peer_compile else ""))
+  return {"model_params": count_params(params), **extra}, out
 
 

@@ -62,6 +62,21 @@ def config_from_diffusers(cfg: dict, dtype=jnp.float32) -> UNetConfig:
       freq_shift=cfg.get("freq_shift", 0), sample_size=cfg.get("sample_size", 32) or 32, dtype=dtype)
 
 
+def diffusers_config(cfg: UNetConfig) -> dict:
+  """The diffusers ``UNet2DModel`` keyword arguments of a ``UNetConfig`` (the inverse of
+  ``config_from_diffusers``): a torch peer with the same architecture, whose state dict ``convert_state_dict``
+  maps onto jaxdiff's parameters."""
+  return dict(
+      sample_size=cfg.sample_size, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+      layers_per_block=cfg.layers_per_block, block_out_channels=tuple(cfg.block_out_channels),
+      down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.down_attention),
+      up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in cfg.up_attention),
+      norm_num_groups=cfg.norm_num_groups, norm_eps=cfg.norm_eps, dropout=cfg.dropout,
+      attention_head_dim=cfg.attention_head_dim, add_attention=cfg.mid_attention,
+      mid_block_scale_factor=cfg.mid_block_scale_factor, downsample_padding=cfg.downsample_padding,
+      flip_sin_to_cos=cfg.flip_sin_to_cos, freq_shift=cfg.freq_shift)
+
+
 def flax_path(key: str):
   """'down_blocks.0.resnets.1.conv1.weight' → ('down_blocks_0_resnets_1', 'conv1', 'kernel'-ish)."""
   *mods, leaf = key.replace("to_out.0", "to_out_0").split(".")

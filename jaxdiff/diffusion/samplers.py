@@ -211,8 +211,8 @@ def reverse(eps_fn, schedule: Schedule, x_t, *, key, t_start, sampler, num_steps
       x = x + c["known_on"] * mask * (noised - x)
     return (x, k, x0_prev), None
 
-  if remat:
-    body = jax.checkpoint(body)
+  if remat:  # True: keep only each step's carry; a jax.checkpoint_policies policy: also what it saves
+    body = jax.checkpoint(body, policy=None if remat is True else remat)
   steps = a.shape[0] - 1
   if steps:
     (x_t, key, _), _ = jax.lax.scan(body, (x_t, key, jnp.zeros_like(x_t)), {k: v[:steps] for k, v in coef.items()})

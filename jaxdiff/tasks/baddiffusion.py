@@ -32,13 +32,15 @@ from jaxdiff.parallel import make_mesh
 from jaxdiff.progress import progress
 from jaxdiff.report import markdown_table, plot_bars, plot_panels, save_grid, write_report
 from jaxdiff.tasks.common import fid_feature_fn, fingerprint, init_or_load, reuse_export, schedule_from_config
+from jaxdiff.tasks import defence
 from jaxdiff.tasks.config import validate
 from jaxdiff.train import fit
 
 # baddiffusion keys that only change the evaluation, not the backdoored model
 EVAL_ONLY = ("samplers", "sample_steps", "clip", "num_samples", "fid_samples", "sample_batch", "mse_threshold",
              "fid_features", "fid_classifier", "inception_weights", "fid_reference_split", "sweep_poison_rate",
-             "sweep_triggers", "sweep_targets", "inpainting", "inpainting_samples")
+             "sweep_triggers", "sweep_targets", "inpainting", "inpainting_samples", "anp_lrs", "anp_eps", "anp_steps",
+             "anp_alpha", "anp_iterations", "anp_batch", "anp_threshold")
 MODELS = ("clean", "backdoored")
 
 
@@ -163,13 +165,19 @@ def evaluate_inpainting(config, workdir, model, params, trigger, target, models=
   return rows
 
 
-def evaluate(config, workdir, model, params, trigger, target, models=MODELS):
-  """Report rows for every (model, sampler, clip) and the sample grids."""
+def fid_reference(config):
+  """(features fn, reference features, report meta) of the FID the rows use."""
   b = config.baddiffusion
   features, feature_name = fid_feature_fn(b.fid_features, b.fid_classifier, b.inception_weights, "config.baddiffusion")
-  ref_src = make_source(config.data, b.fid_reference_split)
-  ref_images, _ = ref_src.get(np.arange(len(ref_src)))
-  ref = features(ref_images)
+  ref_images, _ = (src := make_source(config.data, b.fid_reference_split)).get(np.arange(len(src)))
+  meta = {"fid_features": feature_name,
+          "fid_reference": f"{config.data.name} {b.fid_reference_split} split, {len(ref_images)} images"}
+  return features, features(ref_images), meta
+
+
+def evaluate(config, workdir, model, params, trigger, target, models, features, ref):
+  """Report rows for every (model, sampler, clip) and the sample grids."""
+  b = config.baddiffusion
   target_px = (np.asarray(target) + 1) / 2
   key = jax.random.key(config.seed + 17)
   rows = []
@@ -186,16 +194,47 @@ def evaluate(config, workdir, model, params, trigger, target, models=MODELS):
     k = min(16, b.num_samples, b.fid_samples)
     save_grid(None, os.path.join(workdir, "samples", f"{name}_{sampler}{'_clip' if clip else ''}.png"),
               rows=[clean[:k], trig[:k], np.repeat(target_px[None], k, 0)], scale=max(1, 64 // target.shape[0]))
-  meta = {"fid_features": feature_name,
-          "fid_reference": f"{config.data.name} {b.fid_reference_split} split, {len(ref_images)} images"}
-  return rows, meta
+  return rows
+
+
+def evaluate_anp(config, workdir, model, params, trigger, target, features, ref):
+  """BadDiffusion App. B (and DIFF2 App. C.1 on a generative backdoor): Adversarial Neuron Pruning of the
+  backdoored model for each rate of ``baddiffusion.anp_lrs`` (masks fitted on clean training images), then the
+  target's reconstruction from triggered noise (MSE, SSIM, ASR; a removed backdoor raises the MSE) and FID of
+  clean samples, with the first sampler and no clipping. Rows {model, setting "anp_lr=…", pruned_fraction, mse,
+  ssim, asr, fid}; anp.png plots them against the rate."""
+  b = config.baddiffusion
+  sampler = b.samplers[0]
+  target_px = (np.asarray(target) + 1) / 2
+  key = jax.random.key(config.seed + 17)  # the evaluation's noise: rows compare with its unpruned row
+  rows = []
+  for lr, pruned_params, fraction in defence.anp_sweep(b, model, params, schedule_from_config(config.diffusion),
+                                                      config.data, config.seed + 31, jax.random.key(config.seed + 37),
+                                                      "backdoored"):
+    clean = generate(config, model, pruned_params, jax.random.fold_in(key, 0), b.fid_samples, sampler=sampler,
+                     clip=False)
+    trig = generate(config, model, pruned_params, jax.random.fold_in(key, 1), b.num_samples, sampler=sampler,
+                    clip=False, trigger=trigger)
+    mse = mse_per_sample(trig, target_px)
+    rows.append({"model": "backdoored", "setting": f"anp_lr={lr:g}", "sampler": sampler, "pruned_fraction": fraction,
+                 "mse": float(mse.mean()), "ssim": float(ssim_per_sample(trig, target_px).mean()),
+                 "asr": mse_attack_success_rate(mse, b.mse_threshold), "fid": fid(features(clean), ref)})
+    k = min(16, b.num_samples, b.fid_samples)
+    save_grid(None, os.path.join(workdir, "anp", f"lr{lr:g}.png"), rows=[clean[:k], trig[:k]],
+              scale=max(1, 64 // target.shape[0]))
+  lrs = [float(r["setting"].split("=")[1]) for r in rows]
+  plot_panels(lrs, {"MSE to target (trigger)": {"backdoored": [r["mse"] for r in rows]},
+                    "ASR": {"backdoored": [r["asr"] for r in rows]},
+                    "FID (clean)": {"backdoored": [r["fid"] for r in rows]}}, os.path.join(workdir, "anp.png"),
+              "ANP learning rate", ylim=None, xscale="log" if min(lrs) > 0 else "symlog")
+  return rows
 
 
 def sweep_point_config(config, poison_rate, trigger, target):
-  """One grid point: the main config with another poison rate / trigger / target, backdoored rows only."""
+  """One grid point: the main config with another poison rate / trigger / target, backdoored rows only (no ANP)."""
   c = ml_collections.ConfigDict(config.to_dict())
   c.baddiffusion.update(poison_rate=float(poison_rate), trigger=trigger, target=target, sweep_poison_rate=(),
-                        sweep_triggers=(), sweep_targets=())
+                        sweep_triggers=(), sweep_targets=(), anp_lrs=())
   return c
 
 
@@ -266,6 +305,13 @@ def report_markdown(config, report):
            "(pasted on the image, x_T = ε + g) against the target.\n",
            markdown_table(["model", "corruption", "MSE to image", "SSIM to image", "MSE to target (trigger)",
                            "SSIM to target (trigger)", "ASR (trigger)"], rows)]
+  if "anp" in report:
+    rows = [[r["setting"], f"{r['pruned_fraction']:.1%}", f"{r['mse']:.2e}", f"{r['ssim']:.3f}", r["asr"],
+             f"{r['fid']:.2f}"] for r in report["anp"]]
+    md += ["\n## ANP (App. B): the backdoored model pruned by Adversarial Neuron Pruning, per mask learning rate "
+           f"(ε_ANP {b.anp_eps:g}, {b.anp_iterations} batches of {b.anp_batch}, threshold {b.anp_threshold:g}); "
+           "anp.png, anp/lr<rate>.png (rows: clean, triggered samples)\n",
+           markdown_table(["setting", "pruned", "MSE to target", "SSIM", "ASR", "FID"], rows)]
   if "sweep" in report:
     rows = [[r["trigger"], r["target"], r["poison_rate"], r["sampler"], "yes" if r["clip"] else "no",
              f"{r['mse']:.2e}", r["asr"], f"{r['fid']:.2f}"] for r in report["sweep"]]
@@ -286,13 +332,20 @@ def run_baddiffusion(config, workdir, models=MODELS):
   params = {"clean": variables["params"]}
   params["backdoored"] = backdoor(config, workdir, model, model_meta, variables["params"], trigger, target)
   clock["finetune"] = time.time()
-  rows, meta = evaluate(config, workdir, model, params, trigger, target, models)
+  features, ref, meta = fid_reference(config)
+  rows = evaluate(config, workdir, model, params, trigger, target, models, features, ref)
   report = {"rows": rows, **meta, "mse_threshold": b.mse_threshold, "trigger": b.trigger, "target": b.target,
             "trigger_size": b.trigger_size, "poison_rate": b.poison_rate,
             "fingerprint": {**finetune_fingerprint(config), "evaluation": canonical(config.baddiffusion)}}
   if b.inpainting:
     report["inpainting"] = evaluate_inpainting(config, workdir, model, params, trigger, target, models)
   clock["evaluate"] = time.time()
+  if b.anp_lrs and "backdoored" in models:
+    base = next(r for r in rows if r["model"] == "backdoored" and r["sampler"] == b.samplers[0] and not r["clip"])
+    report["anp"] = [{"model": "backdoored", "setting": "none", "pruned_fraction": 0.0,
+                      **{k: base[k] for k in ("sampler", "mse", "ssim", "asr", "fid")}}]
+    report["anp"] += evaluate_anp(config, workdir, model, params["backdoored"], trigger, target, features, ref)
+    clock["anp"] = time.time()
   if b.sweep_poison_rate or b.sweep_triggers or b.sweep_targets:
     write_report(workdir, report, report_markdown(config, report))  # a kill during the sweep loses nothing
     report["sweep"] = run_sweep(config, workdir, report)

@@ -16,7 +16,7 @@ from jaxdiff.tasks.config import validate
 
 def run_certify(config, workdir):
   validate(config)
-  clf, cvars = load_classifier(config.classifier.path)
+  clf, cvars = load_classifier(config.classifier.path, dtype=config.classifier.dtype)
   denoiser, dparams, _ = load_denoiser(config)
   c, d = config.certify, config.purify.diffusion
   base = DenoisedClassifier(denoiser, clf, num_steps=c.denoise_steps, schedule=d.schedule,

@@ -33,9 +33,10 @@ def init_or_load(model_cfg, key):
   return model, init_variables(model, model_cfg, key), model_cfg.to_dict()
 
 
-def load_classifier(path, what="config.classifier.path"):
-  """(module, variables) of an exported classifier; ``module.apply(variables, x)`` gives logits of pixel x."""
-  model, variables, _ = load_model(path, kind="classifier", what=what)
+def load_classifier(path, what="config.classifier.path", dtype=None):
+  """(module, variables) of an exported classifier; ``module.apply(variables, x)`` gives logits of pixel x.
+  ``dtype`` "bfloat16" computes in bf16 (params stay fp32)."""
+  model, variables, _ = load_model(path, dtype=dtype or None, kind="classifier", what=what)
   return model, variables
 
 

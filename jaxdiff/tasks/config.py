@@ -210,7 +210,7 @@ BASE_RULES = [
 def add_evaluation(c, *, denoiser, classifier, samplers=("ddpm",), t_bar=75, num_steps=0):
   """Blocks shared by purification / certification / DIFF2 evaluation configs. ``denoiser``/``classifier``:
   model folders ("assets:digits/ddpm" for the shipped ones; "" where the user must supply one)."""
-  c.classifier = ml_collections.ConfigDict(dict(path=classifier))
+  c.classifier = ml_collections.ConfigDict(dict(path=classifier, dtype=""))  # dtype "": as exported | bfloat16
   c.purify = ml_collections.ConfigDict(dict(
       denoiser=denoiser, dtype="", samplers=tuple(samplers), t_bar=t_bar, num_steps=num_steps,
       sampler_steps={"ddpm": 0, "ddim": 0, "sde": 0, "ode": 0, "dpm_solver++": 0},  # per-sampler override of num_steps (0: use it)
@@ -235,6 +235,7 @@ EVALUATION_RULES = [
     model_folder("purify.denoiser", "denoiser: a jaxdiff U-Net export or a diffusers folder (config.json + "
                  "diffusion_pytorch_model.safetensors)"),
     one_of("purify.dtype", ("", "float32", "bfloat16")),
+    one_of("classifier.dtype", ("", "float32", "bfloat16")),
     each("purify.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
     Rule("purify.t_bar", lambda v, c: _is_int(v) and 1 <= v <= c.purify.diffusion.num_timesteps,
          "must be an integer timestep in [1, purify.diffusion.num_timesteps]"),
@@ -362,6 +363,22 @@ def entropy_rules(block):
           number(f"{block}.iqr_k", 0), integer(f"{block}.moving_window", 1)]
 
 
+def anp_settings(lrs=(1e-5, 5e-5, 1e-4, 2e-4)):
+  """Settings of Adversarial Neuron Pruning (``backdoor/anp.py``), shared by ``defense`` and ``baddiffusion``."""
+  return dict(
+      anp_lrs=lrs,                        # mask learning rates swept (DIFF2 Fig. 11; BadDiffusion App. B)
+      anp_eps=0.4, anp_steps=1, anp_alpha=0.2,  # ANP's perturbation budget, ascent steps, natural-loss weight
+      anp_iterations=100, anp_batch=32,   # clean training batches the masks are fitted on
+      anp_threshold=0.2)                  # channels whose mask ends below it are pruned
+
+
+def anp_rules(block):
+  return [each(f"{block}.anp_lrs", lambda v: _is_num(v) and v >= 0, "are learning rates ≥ 0", nonempty=False),
+          number(f"{block}.anp_eps", 0), integer(f"{block}.anp_steps", 1), number(f"{block}.anp_alpha", 0, 1),
+          integer(f"{block}.anp_iterations", 1), integer(f"{block}.anp_batch", 1),
+          number(f"{block}.anp_threshold", 0, 1)]
+
+
 def add_defense(c, name):
   """A DIFF2 defence (report.json "defense" and "rows"): ``reproject`` is measured on φ and φ* after the
   evaluation (Table 8); ``entropy`` (§5.7) trains and measures a population of benign and backdoored models;
@@ -380,10 +397,7 @@ def add_defense(c, name):
       advtrain_targets=(),                # advtrain (Table 9): adversarially trained target classifier exports
       adaptive_surrogates=(),             #   and surrogates the adaptive trigger is optimised on
       advtrain_attacks=("untargeted", "targeted"),
-      anp_lrs=(1e-5, 5e-5, 1e-4, 2e-4),  # anp (App. C.1, Fig. 11): mask learning rates swept
-      anp_eps=0.4, anp_steps=1, anp_alpha=0.2,  # ANP's perturbation budget, ascent steps, natural-loss weight
-      anp_iterations=100, anp_batch=32,   # clean training batches the masks are fitted on
-      anp_threshold=0.2,                  # channels whose mask ends below it are pruned
+      **anp_settings(),                   # anp (App. C.1, Fig. 11)
       anp_models=("backdoored",)))        # which of benign / backdoored ANP prunes
   return c
 
@@ -401,9 +415,8 @@ DEFENSE_RULES = [
          "by configs/classifier_digits_adv.py)", when=lambda c: c.defense.name == "advtrain"),
     each("defense.adaptive_surrogates", _model_folder, "are existing classifier exports (adversarially trained "
          "surrogates for the adaptive trigger)", when=lambda c: c.defense.name == "advtrain"),
-    each("defense.anp_lrs", lambda v: _is_num(v) and v >= 0, "are learning rates ≥ 0"),
-    number("defense.anp_eps", 0), integer("defense.anp_steps", 1), number("defense.anp_alpha", 0, 1),
-    integer("defense.anp_iterations", 1), integer("defense.anp_batch", 1), number("defense.anp_threshold", 0, 1),
+    *anp_rules("defense"),
+    Rule("defense.anp_lrs", lambda v, c: c.defense.name != "anp" or len(v) > 0, "must name ≥ 1 learning rate"),
     each("defense.anp_models", lambda v: v in ("benign", "backdoored"), "are 'benign' or 'backdoored'"),
     each("defense.advtrain_attacks", lambda v: v in ("untargeted", "targeted"), "are 'untargeted' or 'targeted'"),
     Rule("defense.population_untargeted", lambda v, c: c.defense.name not in ("entropy", "elijah")
@@ -436,7 +449,8 @@ def add_baddiffusion(c, *, trigger="stop_sign", target="hat", trigger_size=14, p
       fid_reference_split="train",  # the data split the FID compares with
       inpainting=(),               # corruptions of App. C to inpaint: blur | line | box
       inpainting_samples=64,       # test images per corruption
-      sweep_poison_rate=(), sweep_triggers=(), sweep_targets=()))  # grids of sub-runs (Figs. 2, tables)
+      sweep_poison_rate=(), sweep_triggers=(), sweep_targets=(),  # grids of sub-runs (Figs. 2, tables)
+      **anp_settings(lrs=())))     # App. B: ANP-pruned backdoored model per rate (report "anp"); () = none
   return c
 
 
@@ -455,6 +469,7 @@ BADDIFFUSION_RULES = [
     each("baddiffusion.clip", lambda v: v in (False, True), "are False or True"),
     each("baddiffusion.inpainting", lambda v: v in ("blur", "line", "box"), "are blur, line or box", nonempty=False),
     integer("baddiffusion.inpainting_samples", 1),
+    *anp_rules("baddiffusion"),
     integer("baddiffusion.num_samples", 1),
     integer("baddiffusion.fid_samples", 2),
     integer("baddiffusion.sample_batch", 1),

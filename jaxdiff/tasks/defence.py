@@ -5,6 +5,7 @@ weights; pixel [0, 1] for samples, encoders and FID features."""
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -13,9 +14,9 @@ import ml_collections
 import numpy as np
 
 from jaxdiff import diffusion
-from jaxdiff.backdoor import inversion, pruning
+from jaxdiff.backdoor import anp, inversion, pruning
 from jaxdiff.convert import load_clip_vision, load_model, resolve_path
-from jaxdiff.data import ArraySource, make_source
+from jaxdiff.data import ArraySource, host_batches, make_source
 from jaxdiff.errors import ConfigError
 from jaxdiff.models import eps_fn_of, penultimate_features
 from jaxdiff.models.clip import CLIPVision, clip_preprocess
@@ -172,6 +173,24 @@ def taylor_scores(config, model, params, d, images, trigger, key):
 def eps_apply(model):
   """``(params, x, t) -> ε`` of ``model``, one function object per architecture (a static jit argument)."""
   return lambda p, x, t: model.apply({"params": p}, x, t)
+
+
+def anp_sweep(block, model, params, schedule, data, seed, key, desc):
+  """Yields (lr, pruned params, pruned fraction) for each rate of ``block.anp_lrs``: ANP masks (``backdoor/anp.py``)
+  fitted on ``block.anp_iterations`` clean training batches of ``block.anp_batch`` (``data`` a data block; the
+  same batches and ``key`` for every rate), channels below ``block.anp_threshold`` pruned. ``block`` holds
+  ``anp_settings`` (``config.defense`` or ``config.baddiffusion``)."""
+  b = block
+  src = make_source(data, "train")
+  batches = [2.0 * x["image"] - 1.0 for _, x in itertools.islice(host_batches(src, b.anp_batch, seed=seed),
+                                                                  b.anp_iterations)]
+  for lr in b.anp_lrs:
+    bar = progress(total=len(batches), desc=f"{desc} ANP lr {lr:g}")
+    masks = anp.anp_masks(eps_apply(model), params, schedule, batches, key, eps=b.anp_eps, steps=b.anp_steps,
+                          alpha=b.anp_alpha, lr=float(lr), callback=lambda i, _: bar.update(1))
+    bar.close()
+    pruned_params, pruned = anp.anp_prune(params, masks, b.anp_threshold)
+    yield float(lr), pruned_params, pruning.pruned_fraction(pruned)[0]
 
 
 def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc, tau=None):

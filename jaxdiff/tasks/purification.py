@@ -19,7 +19,7 @@ from jaxdiff.tasks.config import validate
 
 def run_purification(config, workdir):
   validate(config)
-  clf, cvars = load_classifier(config.classifier.path)
+  clf, cvars = load_classifier(config.classifier.path, dtype=config.classifier.dtype)
   denoiser, dparams, _ = load_denoiser(config)
   x, y, _ = eval_subset(config)
   a, p, bs = config.attack, config.purify, config.eval.batch_size

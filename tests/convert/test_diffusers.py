@@ -49,6 +49,14 @@ def test_parity_with_diffusers(cfg, tmp_path):
   assert rel < 1e-4
 
 
+@pytest.mark.parametrize("cfg", [CIFAR10, SMALL_GRAY], ids=["ddpm-cifar10", "small-gray"])
+def test_diffusers_config_inverts_the_import(cfg):
+  from jaxdiff.convert import config_from_diffusers, diffusers_config
+  ours = config_from_diffusers(cfg)
+  assert config_from_diffusers(diffusers_config(ours)) == ours
+  assert all(diffusers_config(ours)[k] == v for k, v in cfg.items())
+
+
 class _Evil:
   def __reduce__(self):
     return (open, (os.environ["JAXDIFF_PWNED"], "w"))

@@ -19,15 +19,30 @@ def _main(*args):
 
 
 def test_ddpm_digits_writes_grid_and_resumes(tmp_path):
-  wd = str(tmp_path / "wd")
-  r = _main("--config=configs/ddpm_digits.py", f"--workdir={wd}", "--config.train.num_steps=4", *TINY)
+  wd, cache = str(tmp_path / "wd"), str(tmp_path / "xla")
+  r = _main("--config=configs/ddpm_digits.py", f"--workdir={wd}", "--config.train.num_steps=4", *TINY,
+            f"--compilation_cache={cache}")
   assert r.returncode == 0, r.stderr[-3000:]
   assert any(f.endswith(".png") for f in os.listdir(os.path.join(wd, "samples")))
-  r = _main("--config=configs/ddpm_digits.py", f"--workdir={wd}", "--config.train.num_steps=6", *TINY)
+  compiled = sorted(os.listdir(cache))
+  assert compiled and f"compilation_cache={cache}" in r.stdout
+  r = _main("--config=configs/ddpm_digits.py", f"--workdir={wd}", "--config.train.num_steps=6", *TINY,
+            f"--compilation_cache={cache}")
   assert r.returncode == 0, r.stderr[-3000:]
+  assert sorted(os.listdir(cache)) == compiled  # the rerun loaded every program it needed from the cache
   rows = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
   assert {"step": 4, "resumed_from": 4} in rows
   assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6]
+
+
+def test_compilation_cache_location_and_off_switch(monkeypatch, tmp_path):
+  from jaxdiff.parallel import compilation_cache_dir
+  monkeypatch.delenv("JAXDIFF_COMPILATION_CACHE", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  assert compilation_cache_dir() == str(tmp_path / "jaxdiff" / "xla")
+  assert compilation_cache_dir("off") is None and compilation_cache_dir(str(tmp_path / "c")) == str(tmp_path / "c")
+  monkeypatch.setenv("JAXDIFF_COMPILATION_CACHE", "off")
+  assert compilation_cache_dir() is None and compilation_cache_dir("/x") == "/x"
 
 
 def test_unknown_config_field_is_an_error(tmp_path):

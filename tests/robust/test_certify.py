@@ -76,3 +76,26 @@ def test_sharded_equals_unsharded():
   one = sample_counts(threshold, x, mesh=make_mesh(jax.devices()[:1]), **kw)
   four = sample_counts(threshold, x, mesh=make_mesh(jax.devices()[:4]), **kw)
   np.testing.assert_array_equal(one, four)
+
+
+def test_bf16_denoised_classifier_agrees_with_fp32_on_the_shipped_digits_models():
+  """bf16 compute (fp32 params) for the U-Net and the classifier: the base classifier's labels on noisy test
+  digits agree with fp32's (the same noise), and both stay accurate."""
+  from configs import certify_digits
+  from jaxdiff.data import make_source
+  from jaxdiff.robust import DenoisedClassifier
+  from jaxdiff.convert import load_model
+  from jaxdiff.tasks.common import load_classifier
+  src = make_source(certify_digits.get_config().data, "test")
+  x, y = src.get(np.arange(64))
+  noisy = jnp.asarray(x) + 0.25 * jax.random.normal(jax.random.key(0), x.shape)
+  labels = {}
+  for dtype in ("float32", "bfloat16"):
+    unet, uvars, _ = load_model("assets:digits/ddpm", dtype=dtype, kind="unet")
+    clf, cvars = load_classifier("assets:digits/cnn", dtype=dtype)
+    assert jnp.dtype(unet.cfg.dtype) == jnp.dtype(dtype)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(uvars["params"]))
+    base = DenoisedClassifier(unet, clf)
+    labels[dtype] = np.asarray(jax.jit(base)({"denoiser": uvars["params"], "classifier": cvars}, noisy, 0.25))
+  assert (labels["float32"] == y).mean() >= 0.9 and (labels["bfloat16"] == y).mean() >= 0.9
+  assert (labels["float32"] != labels["bfloat16"]).mean() <= 2 / 64

@@ -18,7 +18,10 @@ W = jax.random.normal(jax.random.key(1), (64, 3))
 CLASSIFY = lambda x: x.reshape(x.shape[0], -1) @ W
 
 
-@pytest.mark.parametrize("sampler", diffusion.SAMPLERS)
+# ddpm and ode in the fast tier (the ancestral and the deterministic family); the others with -m slow — every
+# sampler's gradient is also checked with and without remat in tests/diffusion/test_samplers.py
+@pytest.mark.parametrize("sampler", [s if s in ("ddpm", "ode") else pytest.param(s, marks=pytest.mark.slow)
+                                     for s in diffusion.SAMPLERS])
 def test_full_gradient_through_purification_matches_finite_differences(sampler):
   x = jax.random.uniform(jax.random.key(2), (2, 8, 8, 1), minval=0.2, maxval=0.8)
   key = jax.random.key(3)

@@ -54,9 +54,19 @@ def test_baddiffusion_tiny_end_to_end_resume_and_refusals(tmp_path):
   assert os.path.exists(wd / "sweep" / "stop_sign-hat-p0.5" / "backdoored" / "params.safetensors")
   # a rerun reuses the fine-tunes; another poison rate on this workdir is refused
   mtime = os.path.getmtime(wd / "backdoored" / "params.safetensors")
-  c.baddiffusion.update(sweep_poison_rate=(), clip=(False,))
-  run_baddiffusion(c, str(wd))
+  c.baddiffusion.update(sweep_poison_rate=(), clip=(False,), anp_lrs=(0.0, 0.5), anp_iterations=2, anp_batch=4,
+                        anp_threshold=0.999)  # App. B: ANP rows, on the reused fine-tune
+  r = run_baddiffusion(c, str(wd))
   assert os.path.getmtime(wd / "backdoored" / "params.safetensors") == mtime
+  anp = {row["setting"]: row for row in r["anp"]}
+  assert list(anp) == ["none", "anp_lr=0", "anp_lr=0.5"]
+  base = next(row for row in r["rows"] if row["model"] == "backdoored")
+  assert anp["none"]["mse"] == base["mse"] and anp["none"]["pruned_fraction"] == 0.0
+  # rate 0: masks stay at 1, nothing pruned, the same noise gives the same samples
+  assert anp["anp_lr=0"]["pruned_fraction"] == 0.0 and anp["anp_lr=0"]["mse"] == pytest.approx(base["mse"], rel=1e-6)
+  assert 0 < anp["anp_lr=0.5"]["pruned_fraction"] <= 1 and anp["anp_lr=0.5"]["mse"] != base["mse"]
+  assert os.path.getsize(wd / "anp.png") > 1000 and os.path.getsize(wd / "anp" / "lr0.5.png") > 100
+  assert "## ANP (App. B)" in open(wd / "report.md").read()
   c.baddiffusion.poison_rate = 0.2
   with pytest.raises(IncompatibleResultsError, match=r"baddiffusion\.poison_rate: 0\.1 in the workdir, 0\.2 now"):
     run_baddiffusion(c, str(wd))

@@ -9,6 +9,8 @@ from conftest import tiny_exports as _exports
 from jaxdiff.tasks.diff2 import run_diff2
 from jaxdiff.train import IncompatibleCheckpointError
 
+_slow = pytest.mark.slow
+
 
 def _shrink(c, paths):
   c.purify.update(denoiser=paths[0], num_steps=2)
@@ -81,6 +83,7 @@ def test_diff2_digits_tiny_end_to_end_and_resume(tmp_path):
     run_diff2(c, wd)
 
 
+@_slow  # a whole DIFF2 run with per-input triggers (~3 min); run with -m slow
 def test_input_specific_variant_runs_end_to_end(tmp_path):
   from configs import diff2_digits_input_specific
   paths = _exports(tmp_path, 8, 1)
@@ -108,10 +111,11 @@ def test_input_specific_variant_runs_end_to_end(tmp_path):
   assert os.path.getsize(wd / "figure5.png") > 1000 and "Figure 5" in open(wd / "report.md").read()
 
 
-_slow = pytest.mark.slow  # same code path as a fast-tier variant; only the trigger or target formula differs
 
 
-@pytest.mark.parametrize("variant", ["diff2_digits_patch", "diff2_digits_poison", "diff2_digits_trojdiff_patch",
+# the slow variants: same code path as a fast-tier one; only the trigger or target formula differs
+@pytest.mark.parametrize("variant", ["diff2_digits_patch", pytest.param("diff2_digits_poison", marks=_slow),
+                                     pytest.param("diff2_digits_trojdiff_patch", marks=_slow),
                                      pytest.param("diff2_digits_blend", marks=_slow),
                                      pytest.param("diff2_digits_warp", marks=_slow),
                                      pytest.param("diff2_digits_trojdiff_adversarial", marks=_slow)])
@@ -210,6 +214,7 @@ def test_bad_trigger_scheme_combinations_fail_before_any_work(tmp_path):
   assert not os.path.exists(tmp_path / "wd")
 
 
+@_slow  # the CIFAR-size U-Net's first steps on CPU (~5 min); run with -m slow
 def test_diff2_cifar_config_runs_first_steps_on_synthetic_data(tmp_path):
   from configs import diff2_cifar
   paths = _exports(tmp_path, 32, 3)
@@ -242,6 +247,7 @@ def test_reprojection_defense_rows(tmp_path):
                        for s in ("none", "reproject_eps=1e-06")}
   for row in r["rows"]:
     assert 0 <= row["clean_acc"] <= 1 and 0 <= row["asr"] <= 1 and 0 <= row["adv_acc"] <= 1
+    assert row["adv_acc_pgd"] == row["adv_acc"] and "adv_acc_autoattack" not in row  # PGD only here
   for m, name in (("phi", "benign"), ("phi_star", "backdoored")):  # the undefended row is the main evaluation
     main = r["purification"]["ddpm"][name]
     assert (rows[m, "none"]["clean_acc"], rows[m, "none"]["asr"]) == (main["clean_acc"], main["asr"])

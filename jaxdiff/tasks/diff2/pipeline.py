@@ -178,7 +178,7 @@ def stage_inputs(config):
   [(module, variables)], the training source, the schedule)."""
   mesh = make_mesh()
   surrogates = [load_classifier(path, "config.diff2.surrogates") for path in config.diff2.surrogates]
-  return (mesh, load_classifier(config.classifier.path), surrogates, make_source(config.data, "train"),
+  return (mesh, load_classifier(config.classifier.path, dtype=config.classifier.dtype), surrogates, make_source(config.data, "train"),
           schedule_from_config(config.purify.diffusion))
 
 

@@ -52,11 +52,15 @@ def report_markdown(config, report):
            markdown_table(["model / inputs"] + [f"r = {r:g}" for r in cert["radii"]], rows)]
   if "rows" in report:
     pruned = any("pruned_fraction" in r for r in report["rows"])
-    rows = [[r["model"], r["setting"], r["clean_acc"], "-" if r["adv_acc"] is None else r["adv_acc"], r["asr"]]
+    per_attack = [k for k in ("adv_acc_pgd", "adv_acc_autoattack") if any(k in r for r in report["rows"])]
+    per_attack = per_attack if len(per_attack) > 1 else []  # one attack: its column is adv ACC
+    rows = [[r["model"], r["setting"], r["clean_acc"], "-" if r["adv_acc"] is None else r["adv_acc"]]
+            + [r.get(k, "-") for k in per_attack] + [r["asr"]]
             + ([r.get("pruned_fraction", 0.0)] if pruned else []) for r in report["rows"]]
     md += [f"\n## Defence: {report['defense']} ({purify.samplers[0]} purification; adversarial ACC under "
-           f"{_attacks(config)})\n", markdown_table(["model", "setting", "clean ACC", "adv ACC", "ASR"]
-                                                    + (["channels pruned"] if pruned else []), rows)]
+           f"{_attacks(config)}, worst case per input)\n",
+           markdown_table(["model", "setting", "clean ACC", "adv ACC"] + [k[len("adv_acc_"):] for k in per_attack]
+                          + ["ASR"] + (["channels pruned"] if pruned else []), rows)]
     if report["defense"] == "anp":
       md.append("\nFigure 11 (figure11.png): ASR and clean ACC against the ANP learning rate.\n")
   for name, title in SWEEP_TITLES.items():
