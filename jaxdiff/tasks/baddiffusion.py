@@ -31,8 +31,8 @@ from jaxdiff.models import eps_fn_of
 from jaxdiff.parallel import make_mesh
 from jaxdiff.progress import progress
 from jaxdiff.report import markdown_table, plot_bars, plot_panels, save_grid, write_report
-from jaxdiff.tasks.common import fid_feature_fn, fingerprint, init_or_load, reuse_export, schedule_from_config
 from jaxdiff.tasks import defence
+from jaxdiff.tasks.common import fid_feature_fn, fingerprint, init_or_load, reuse_export, schedule_from_config
 from jaxdiff.tasks.config import validate
 from jaxdiff.train import fit
 
@@ -175,21 +175,30 @@ def fid_reference(config):
   return features, features(ref_images), meta
 
 
+def measure(config, model, params, trigger, target_px, features, ref, *, sampler, clip):
+  """(metrics {mse, ssim, asr, fid}, clean samples, triggered samples) of one model with one sampler; the same
+  noise (seed + 17) for every call, so rows of pruned or repaired params compare sample for sample."""
+  b = config.baddiffusion
+  key = jax.random.key(config.seed + 17)
+  clean = generate(config, model, params, jax.random.fold_in(key, 0), b.fid_samples, sampler=sampler, clip=clip)
+  trig = generate(config, model, params, jax.random.fold_in(key, 1), b.num_samples, sampler=sampler, clip=clip,
+                  trigger=trigger)
+  mse = mse_per_sample(trig, target_px)
+  metrics = {"mse": float(mse.mean()), "ssim": float(ssim_per_sample(trig, target_px).mean()),
+             "asr": mse_attack_success_rate(mse, b.mse_threshold), "fid": fid(features(clean), ref)}
+  return metrics, clean, trig
+
+
 def evaluate(config, workdir, model, params, trigger, target, models, features, ref):
   """Report rows for every (model, sampler, clip) and the sample grids."""
   b = config.baddiffusion
   target_px = (np.asarray(target) + 1) / 2
-  key = jax.random.key(config.seed + 17)
   rows = []
   settings = list(itertools.product(models, b.samplers, b.clip))
   for name, sampler, clip in progress(settings, desc="baddiffusion evaluation", unit="row"):
-    clean = generate(config, model, params[name], jax.random.fold_in(key, 0), b.fid_samples, sampler=sampler, clip=clip)
-    trig = generate(config, model, params[name], jax.random.fold_in(key, 1), b.num_samples, sampler=sampler, clip=clip,
-                    trigger=trigger)
-    mse = mse_per_sample(trig, target_px)
-    rows.append({"model": name, "sampler": sampler, "clip": bool(clip), "mse": float(mse.mean()),
-                 "ssim": float(ssim_per_sample(trig, target_px).mean()),
-                 "asr": mse_attack_success_rate(mse, b.mse_threshold), "fid": fid(features(clean), ref),
+    metrics, clean, trig = measure(config, model, params[name], trigger, target_px, features, ref, sampler=sampler,
+                                   clip=clip)
+    rows.append({"model": name, "sampler": sampler, "clip": bool(clip), **metrics,
                  "num_samples": int(b.num_samples), "fid_samples": int(b.fid_samples)})
     k = min(16, b.num_samples, b.fid_samples)
     save_grid(None, os.path.join(workdir, "samples", f"{name}_{sampler}{'_clip' if clip else ''}.png"),
@@ -206,19 +215,14 @@ def evaluate_anp(config, workdir, model, params, trigger, target, features, ref)
   b = config.baddiffusion
   sampler = b.samplers[0]
   target_px = (np.asarray(target) + 1) / 2
-  key = jax.random.key(config.seed + 17)  # the evaluation's noise: rows compare with its unpruned row
   rows = []
   for lr, pruned_params, fraction in defence.anp_sweep(b, model, params, schedule_from_config(config.diffusion),
                                                       config.data, config.seed + 31, jax.random.key(config.seed + 37),
                                                       "backdoored"):
-    clean = generate(config, model, pruned_params, jax.random.fold_in(key, 0), b.fid_samples, sampler=sampler,
-                     clip=False)
-    trig = generate(config, model, pruned_params, jax.random.fold_in(key, 1), b.num_samples, sampler=sampler,
-                    clip=False, trigger=trigger)
-    mse = mse_per_sample(trig, target_px)
+    metrics, clean, trig = measure(config, model, pruned_params, trigger, target_px, features, ref, sampler=sampler,
+                                   clip=False)  # the evaluation's noise: rows compare with its unpruned row
     rows.append({"model": "backdoored", "setting": f"anp_lr={lr:g}", "sampler": sampler, "pruned_fraction": fraction,
-                 "mse": float(mse.mean()), "ssim": float(ssim_per_sample(trig, target_px).mean()),
-                 "asr": mse_attack_success_rate(mse, b.mse_threshold), "fid": fid(features(clean), ref)})
+                 **metrics})
     k = min(16, b.num_samples, b.fid_samples)
     save_grid(None, os.path.join(workdir, "anp", f"lr{lr:g}.png"), rows=[clean[:k], trig[:k]],
               scale=max(1, 64 // target.shape[0]))

@@ -180,16 +180,15 @@ def anp_sweep(block, model, params, schedule, data, seed, key, desc):
   fitted on ``block.anp_iterations`` clean training batches of ``block.anp_batch`` (``data`` a data block; the
   same batches and ``key`` for every rate), channels below ``block.anp_threshold`` pruned. ``block`` holds
   ``anp_settings`` (``config.defense`` or ``config.baddiffusion``)."""
-  b = block
   src = make_source(data, "train")
-  batches = [2.0 * x["image"] - 1.0 for _, x in itertools.islice(host_batches(src, b.anp_batch, seed=seed),
-                                                                  b.anp_iterations)]
-  for lr in b.anp_lrs:
+  batches = [2.0 * x["image"] - 1.0 for _, x in itertools.islice(host_batches(src, block.anp_batch, seed=seed),
+                                                                  block.anp_iterations)]
+  for lr in block.anp_lrs:
     bar = progress(total=len(batches), desc=f"{desc} ANP lr {lr:g}")
-    masks = anp.anp_masks(eps_apply(model), params, schedule, batches, key, eps=b.anp_eps, steps=b.anp_steps,
-                          alpha=b.anp_alpha, lr=float(lr), callback=lambda i, _: bar.update(1))
+    masks = anp.anp_masks(eps_apply(model), params, schedule, batches, key, eps=block.anp_eps, steps=block.anp_steps,
+                          alpha=block.anp_alpha, lr=float(lr), callback=lambda i, _: bar.update(1))
     bar.close()
-    pruned_params, pruned = anp.anp_prune(params, masks, b.anp_threshold)
+    pruned_params, pruned = anp.anp_prune(params, masks, block.anp_threshold)
     yield float(lr), pruned_params, pruning.pruned_fraction(pruned)[0]
 
 
