@@ -6,10 +6,18 @@
 
 Suites (``jaxdiff.bench``): ``unet`` (U-Net forward, train step, 75-step purification per sampler; ``--peer=torch``
 adds diffusers' UNet2DModel on the same weights), ``certify`` (denoised-smoothing draws/s against a host-loop
-baseline, measured in the same run) and ``memory`` (bytes of the input gradient through purification per
-rematerialisation policy, from XLA's memory analysis of the compiled program).
+baseline, measured in the same run; ``--peer=torch`` adds Carlini et al.'s PyTorch loop on the same weights),
+``attack`` (PGD with the full gradient through t̄-step DDPM purification, images/s; ``--peer=torch``: DiffPure's
+loop), ``ops`` (the CIFAR U-Net's convolutions, GroupNorm and attention one by one, forward and forward +
+backward; ``--peer=torch`` times torch on the same shapes: where the CPU time goes) and ``memory`` (bytes of the
+input gradient through purification per rematerialisation policy, from XLA's memory analysis of the compiled
+program; ``--autoattack`` adds AutoAttack's programs).
 
   python launch/bench.py --suite=memory --size=cifar --batch=64 --samplers=ddpm     # compile only; CPU is enough
+  python launch/bench.py --suite=memory --size=cifar --batch=64 --samplers=ddpm --remat=step --autoattack
+  python launch/bench.py --suite=certify --size=digits --classifier=tiny --batch=500 --peer=torch
+  python launch/bench.py --suite=attack --size=digits --classifier=tiny --batch=8 --peer=torch
+  XLA_FLAGS=--xla_cpu_use_onednn=true python launch/bench.py --suite=ops --batch=8 --peer=torch
 """
 import json
 import os
@@ -19,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_enum("suite", "unet", ["unet", "certify", "memory"], "What to benchmark.")
+flags.DEFINE_enum("suite", "unet", ["unet", "certify", "attack", "ops", "memory"], "What to benchmark.")
 flags.DEFINE_enum("size", "tiny", ["tiny", "digits", "cifar"], "Model size: CIFAR-10 DDPM or small CPU ones.")
 flags.DEFINE_integer("batch", 0, "Batch size (0: 256 for cifar, 32 otherwise).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype (params stay fp32).")
@@ -27,12 +35,17 @@ flags.DEFINE_integer("iters", 3, "Timed calls per measurement.")
 flags.DEFINE_integer("t_bar", 75, "Purification timestep.")
 flags.DEFINE_list("samplers", ["ddpm", "ddim", "sde", "ode"], "Samplers for the purification benchmark.")
 flags.DEFINE_integer("n", 10_000, "certify: noise draws per image.")
-flags.DEFINE_enum("classifier", "resnet50", ["resnet50", "vit", "tiny"], "certify: classifier behind the denoiser.")
-flags.DEFINE_enum("peer", "", ["", "torch"], "unet: also time diffusers' UNet2DModel (same weights) in this run; "
-                  "rows gain speedup_vs_peer = jaxdiff rate / peer rate.")
+flags.DEFINE_enum("classifier", "resnet50", ["resnet50", "resnet18", "vit", "tiny"],
+                  "certify / attack: classifier behind the denoiser.")
+flags.DEFINE_integer("pgd_steps", 20, "attack: PGD iterations.")
+flags.DEFINE_enum("peer", "", ["", "torch"], "unet / certify / attack: also time the PyTorch peer (same weights) in "
+                  "this run; rows gain speedup_vs_peer = jaxdiff rate / peer rate.")
 flags.DEFINE_bool("peer_compile", False, "torch.compile the peer network.")
-flags.DEFINE_list("remat", ["none", "step", "dots"], "memory: rematerialisation policies compiled.")
+flags.DEFINE_list("remat", [], "memory: rematerialisation policies compiled (default none,step,dots); attack: the "
+                  "policy of the purifier's gradient (default step).")
 flags.DEFINE_integer("time_batch", 0, "memory: also run and time the gradient at this batch (0: compile only).")
+flags.DEFINE_bool("autoattack", False, "memory: also compile AutoAttack's programs (APGD-CE/DLR with EOT 20, FAB-T, "
+                  "Square) through the purifier and report their bytes.")
 flags.DEFINE_string("out", "", "Also write the JSON here.")
 FLAGS = flags.FLAGS
 
@@ -46,21 +59,32 @@ def main(argv):
   batch = FLAGS.batch or (256 if FLAGS.size == "cifar" else 32)
   info = {"suite": FLAGS.suite, "size": FLAGS.size, "batch": batch, "dtype": FLAGS.dtype,
           "device": jax.devices()[0].device_kind, "num_devices": jax.device_count(), "jax": jax.__version__}
+  ucfg = unet_config(FLAGS.size, FLAGS.dtype)
+  ccfg = ml_collections.ConfigDict(dict(CLASSIFIERS[FLAGS.classifier], image_size=ucfg.image_size,
+                                        in_channels=ucfg.in_channels, num_classes=10, dtype=FLAGS.dtype))
+  if FLAGS.suite in ("certify", "attack") or FLAGS.autoattack:
+    info["classifier"] = FLAGS.classifier
   if FLAGS.suite == "unet":
     extra, results = bench_unet(FLAGS.size, batch, FLAGS.dtype, FLAGS.iters, FLAGS.t_bar, FLAGS.samplers,
                                 peer=FLAGS.peer, peer_compile=FLAGS.peer_compile)
+  elif FLAGS.suite == "ops":
+    from jaxdiff.bench.ops import bench_ops
+    extra, results = {"xla_flags": os.environ.get("XLA_FLAGS", "")}, bench_ops(batch, FLAGS.iters, FLAGS.peer)
   elif FLAGS.suite == "memory":
     from jaxdiff.bench.memory import bench_memory
     extra, results = {"sampler": FLAGS.samplers[0], "t_bar": FLAGS.t_bar}, bench_memory(
-        FLAGS.size, batch, FLAGS.dtype, FLAGS.t_bar, FLAGS.samplers[0], tuple(FLAGS.remat), FLAGS.time_batch,
+        FLAGS.size, batch, FLAGS.dtype, FLAGS.t_bar, FLAGS.samplers[0], tuple(FLAGS.remat or ("none", "step", "dots")), FLAGS.time_batch,
         FLAGS.iters)
-  else:
-    ucfg = unet_config(FLAGS.size, FLAGS.dtype)
-    ccfg = ml_collections.ConfigDict(dict(CLASSIFIERS[FLAGS.classifier], image_size=ucfg.image_size,
-                                          in_channels=ucfg.in_channels, num_classes=10, dtype=FLAGS.dtype))
+    if FLAGS.autoattack:
+      from jaxdiff.bench.memory import bench_attack_memory
+      results += bench_attack_memory(ucfg, ccfg, batch, FLAGS.t_bar, FLAGS.samplers[0])
+  elif FLAGS.suite == "certify":
     extra, results = bench_certify_models(ucfg, ccfg, batch=batch, n=FLAGS.n, dtype=FLAGS.dtype,
-                                          iters=FLAGS.iters)
-    info["classifier"] = FLAGS.classifier
+                                          iters=FLAGS.iters, peer=FLAGS.peer)
+  else:
+    from jaxdiff.bench.attack import bench_attack
+    extra, results = bench_attack(ucfg, ccfg, batch=batch, t_bar=FLAGS.t_bar, steps=FLAGS.pgd_steps,
+                                  iters=FLAGS.iters, peer=FLAGS.peer, remat=(FLAGS.remat or ["step"])[0])
   report = {**info, **extra, "results": results}
   text = json.dumps(report, indent=2)
   print(text)

@@ -1,5 +1,6 @@
-"""Certification throughput: jaxdiff's on-device sharded loop vs a host loop over batches (the
-reference PyTorch tools' structure: host noise, one call per batch, labels back to the host)."""
+"""Certification throughput: jaxdiff's on-device sharded loop vs a host loop over batches (the reference PyTorch
+tools' structure: host noise, one call per batch, labels back to the host), and with ``peer="torch"`` Carlini et
+al.'s loop in PyTorch on the same weights (diffusers UNet2DModel + the classifier's torch twin)."""
 from __future__ import annotations
 
 import functools
@@ -9,27 +10,59 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdiff import diffusion
 from jaxdiff.bench.timing import flops_of, throughput_record
 from jaxdiff.functional import jit_apply
 from jaxdiff.models import build_model, count_params, init_variables
 from jaxdiff.robust import DenoisedClassifier, sample_counts
 
-CLASSIFIERS = {"resnet50": dict(name="resnet50"), "vit": dict(name="vit_small"),
+CLASSIFIERS = {"resnet50": dict(name="resnet50"), "resnet18": dict(name="resnet18"), "vit": dict(name="vit_small"),
                "tiny": dict(name="cnn", widths=(16, 32))}
 
 
-def build_denoised_classifier(unet_cfg, cls_cfg, key=0):
-  """(DenoisedClassifier, random-weight params, parameter count) for the benchmark."""
+def build_denoised_classifier(unet_cfg, cls_cfg, key=0, peer=""):
+  """(DenoisedClassifier, random-weight params, parameter count, torch twins or None) for the benchmarks. With
+  ``peer="torch"`` the U-Net's weights are diffusers' random ones (``peer.torch_unet``) and the twins are
+  (torch U-Net, torch classifier) computing the same functions."""
   unet, clf = build_model(unet_cfg), build_model(cls_cfg)
   params = {"denoiser": init_variables(unet, unet_cfg, jax.random.key(key))["params"],
             "classifier": init_variables(clf, cls_cfg, jax.random.key(key + 1))}
+  twins = None
+  if peer:
+    from jaxdiff.bench.peer import torch_classifier, torch_unet
+    torch_u, params["denoiser"] = torch_unet(unet.cfg, params["denoiser"], seed=key)
+    twins = (torch_u, torch_classifier(cls_cfg.name, params["classifier"]))
   return DenoisedClassifier(unet, clf), params, count_params(params["denoiser"]) + count_params(
-      params["classifier"]["params"])
+      params["classifier"]["params"]), twins
 
 
-def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=0.5, iters=1):
-  """draws/s and s/image at N = n for our loop and for the host-loop baseline, in one run."""
-  base, params, nparams = build_denoised_classifier(unet_cfg, cls_cfg)
+def peer_parity(base, params, twins, shape, sigma, draws=64):
+  """How closely the torch twins compute jaxdiff's denoised classifier: classifier logits relative difference
+  on random pixels, and the fraction of equal labels of the whole base classifier on ``draws`` noisy inputs."""
+  import torch
+
+  from jaxdiff.bench.peer import torch_denoise_classify
+  from jaxdiff.diffusion import make_schedule
+  from jaxdiff.robust import denoising_timestep
+  x = jax.random.uniform(jax.random.key(5), (draws,) + shape[1:])
+  xn = np.array(x + sigma * jax.random.normal(jax.random.key(6), x.shape))
+  sched = make_schedule(base.schedule, base.num_timesteps)
+  t_star = denoising_timestep(sched, sigma)
+  with torch.no_grad():
+    theirs_logits = twins[1](torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy()
+    theirs = torch_denoise_classify(twins[0].eval(), twins[1], torch.from_numpy(xn.transpose(0, 3, 1, 2)),
+                                    torch.tensor(float(sched.alphas_cumprod[t_star])), t_star).argmax(1).numpy()
+  ours_logits = np.asarray(base.classifier.apply(params["classifier"], x))
+  ours = np.asarray(jit_apply(base, params, jnp.asarray(xn), sigma))
+  rel = np.linalg.norm(ours_logits - theirs_logits) / np.linalg.norm(theirs_logits)
+  return {"peer_classifier_rel_diff": float(rel),
+          "peer_label_agreement": float(np.mean(ours == theirs))}
+
+
+def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=0.5, iters=1, peer=""):
+  """draws/s and s/image at N = n for our loop and for the host-loop baseline, in one run; ``peer="torch"`` adds
+  Carlini et al.'s PyTorch loop on the same weights and ``speedup_vs_peer`` to both rows."""
+  base, params, nparams, twins = build_denoised_classifier(unet_cfg, cls_cfg, peer=peer)
   shape = (1, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels)
   x = jax.random.uniform(jax.random.key(2), shape)
   # Ours: one jitted loop over n draws of one image, `batch` draws per network call.
@@ -61,5 +94,18 @@ def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=
                                seconds_per_image=base_s, n=n, batch=batch)
   for r in (rec_ours, rec_base):
     r["draws_per_sec"] = r.pop("items_per_sec")
-  return {"params": nparams, "gflops_per_draw": per_draw and per_draw / 1e9,
-          "speedup_vs_host_loop": base_s / ours}, [rec_ours, rec_base]
+  extra = {"params": nparams, "gflops_per_draw": per_draw and per_draw / 1e9, "speedup_vs_host_loop": base_s / ours}
+  if peer:
+    import torch
+
+    from jaxdiff.bench.peer import add_peer, peer_certify_seconds
+    from jaxdiff.robust import denoising_timestep
+    sched = diffusion.make_schedule(base.schedule, base.num_timesteps)
+    extra.update(peer_parity(base, params, twins, shape, sigma))
+    peer_s, _ = peer_certify_seconds(*twins, np.asarray(x), sched.betas, sigma=sigma,
+                                     t_star=denoising_timestep(sched, sigma), n=n, batch=batch, dtype=dtype)
+    extra["peer_draws_per_sec"] = n / peer_s
+    add_peer([rec_ours, rec_base], {"certify_jaxdiff": peer_s, "certify_host_loop_baseline": peer_s},
+             f"torch {torch.__version__} {'cuda' if torch.cuda.is_available() else 'cpu'}, "
+             f"{torch.get_num_threads()} threads, Carlini et al.'s loop (diffusers UNet2DModel + {cls_cfg.name})")
+  return extra, [rec_ours, rec_base]

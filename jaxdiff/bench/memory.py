@@ -55,3 +55,31 @@ def bench_memory(size, batch, dtype, t_bar, sampler="ddpm", policies=tuple(POLIC
       row.update(time_batch=time_batch, seconds_per_call=secs, images_per_sec=time_batch / secs)
     rows.append(row)
   return rows
+
+
+def bench_attack_memory(unet_cfg, cls_cfg, batch, t_bar, sampler="ddpm", eot=20, steps=100):
+  """Rows ``autoattack_<attack>_purify_<sampler>_t<t̄>``: temp / argument / output bytes of each compiled program of
+  AutoAttack (APGD-CE and APGD-DLR with ``eot`` EOT draws as in 'rand', targeted FAB, Square) through t̄-step
+  purification with the full gradient and ``jax.checkpoint`` per sampler step (the Purifier's default), f∘φ with
+  random weights. Compile only."""
+  from jaxdiff.attacks.autoattack import _apgd, _fab_t, _square
+  from jaxdiff.bench.certify import build_denoised_classifier
+  from jaxdiff.robust import PurifiedClassifier, Purifier
+  base, params, _, _ = build_denoised_classifier(unet_cfg, cls_cfg)
+  f = PurifiedClassifier(Purifier(base.denoiser, t_bar=t_bar, sampler=sampler, gradient="full", remat=True),
+                         base.classifier)
+  x = jax.ShapeDtypeStruct((batch, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels), jnp.float32)
+  y = jax.ShapeDtypeStruct((batch,), jnp.int32)
+  common = dict(key=jax.random.key(0), eps=8 / 255, stochastic=True, params=params)
+  programs = {"apgd_ce": lambda: _apgd.lower(f, x, y, steps=steps, loss="ce", eot=eot, **common),
+              "apgd_dlr": lambda: _apgd.lower(f, x, y, steps=steps, loss="dlr", eot=eot, **common),
+              "fab_t": lambda: _fab_t.lower(f, x, y, y, steps=steps, **common),
+              "square": lambda: _square.lower(f, x, y, queries=5000, **common)}
+  rows = []
+  for name, lower in programs.items():
+    mem = lower().compile().memory_analysis()
+    rows.append({"name": f"autoattack_{name}_purify_{sampler}_t{t_bar}", "batch": batch,
+                 "eot": eot if name.startswith("apgd") else 1, "remat": "step",
+                 "temp_bytes": int(mem.temp_size_in_bytes), "argument_bytes": int(mem.argument_size_in_bytes),
+                 "output_bytes": int(mem.output_size_in_bytes), "temp_gib": mem.temp_size_in_bytes / 2 ** 30})
+  return rows

@@ -1,9 +1,11 @@
-"""The PyTorch peer of the U-Net suite, measured in the same run on the same weights: diffusers' UNet2DModel
+"""The PyTorch peers of the benchmarks, in the same run on the same weights. U-Net suite: diffusers' UNet2DModel
 built from the benchmark's ``UNetConfig`` (``convert.diffusers_config``), its random weights converted into
 jaxdiff's parameters, so both sides compute the same function (the suite records the largest forward
 difference). Rows: forward (no_grad, eval), training step (fwd + bwd + Adam, grad-norm clip 1, the ε-MSE loss
 at random t), and purification from t̄ with DiffPure's loop structure (diffuse to t̄, then one network call per
 step on the host: ancestral DDPM or deterministic DDIM). Inputs NCHW in model space [−1, 1] on the torch side.
+Certification and attack suites: the torch twin of the classifier (``torch_classifier``), Carlini et al.'s
+certification loop (``peer_certify_seconds``) and PGD through DiffPure's purification loop (``peer_pgd_seconds``).
 
 torch and diffusers are a test/bench extra (``pip install -e '.[test]'``); this module imports them lazily.
 """
@@ -137,3 +139,163 @@ def add_peer(results, peer_seconds, device):
     if s is not None:
       r.update(peer_seconds_per_call=s, peer_device=device)
   return results
+
+
+# --- classifiers and the robustness loops (certification, PGD through purification) -----------------------------
+
+def torch_classifier(name, variables):
+  """The torch twin (eval mode, NCHW pixel-space [0, 1] in, logits out) of a jaxdiff classifier with the same
+  weights: ``cnn`` (SimpleCNN), ``resnet18`` / ``resnet50`` / ``wrn18`` (the pytorch-cifar ResNets). Other
+  architectures have no twin here (ValueError)."""
+  import torch
+  from torch import nn
+  p, s = variables["params"], variables.get("batch_stats", {})
+  t = lambda a: torch.from_numpy(np.array(a, np.float32))
+
+  def conv(name_, scope, stride=1):
+    k = np.asarray(scope[name_]["kernel"])  # HWIO
+    c = nn.Conv2d(k.shape[2], k.shape[3], k.shape[:2], stride, padding=k.shape[0] // 2, bias=False)
+    c.weight.data = t(k.transpose(3, 2, 0, 1))
+    return c
+
+  def bn(name_, scope, stats):
+    b = nn.BatchNorm2d(np.asarray(scope[name_]["scale"]).shape[0], eps=1e-5)
+    b.weight.data, b.bias.data = t(scope[name_]["scale"]), t(scope[name_]["bias"])
+    b.running_mean.data, b.running_var.data = t(stats[name_]["mean"]), t(stats[name_]["var"])
+    return b
+
+  class Block(nn.Module):
+    def __init__(self, bp, bs, stride, bottleneck):
+      super().__init__()
+      n = 3 if bottleneck else 2
+      strides = [1, stride, 1] if bottleneck else [stride, 1]
+      self.convs = nn.ModuleList([conv(f"Conv_{i}", bp, strides[i]) for i in range(n)])
+      self.bns = nn.ModuleList([bn(f"BatchNorm_{i}", bp, bs) for i in range(n)])
+      self.short = (nn.Sequential(conv(f"Conv_{n}", bp, stride), bn(f"BatchNorm_{n}", bp, bs))
+                    if f"Conv_{n}" in bp else nn.Identity())
+
+    def forward(self, x):
+      h = x
+      for i, (c, b) in enumerate(zip(self.convs, self.bns)):
+        h = b(c(h))
+        h = torch.relu(h) if i < len(self.convs) - 1 else h
+      return torch.relu(h + self.short(x))
+
+  class Net(nn.Module):
+    def __init__(self):
+      super().__init__()
+      in_ch = np.asarray(p["Conv_0"]["kernel"]).shape[2]
+      from jaxdiff.models.layers import CIFAR_MEAN, CIFAR_STD
+      cifar = name != "cnn" and in_ch == len(CIFAR_MEAN)  # jaxdiff's Normalize: CIFAR stats, else 0.5 / 0.5
+      mean, std = (CIFAR_MEAN, CIFAR_STD) if cifar else ((0.5,) * in_ch, (0.5,) * in_ch)
+      self.register_buffer("mean", t(mean).view(1, -1, 1, 1))
+      self.register_buffer("std", t(std).view(1, -1, 1, 1))
+      if name == "cnn":
+        n = len([k for k in p if k.startswith("Conv_")])
+        self.layers = nn.ModuleList([nn.Sequential(conv(f"Conv_{i}", p), bn(f"BatchNorm_{i}", p, s), nn.ReLU())
+                                     for i in range(n)])
+        self.blocks = None
+      elif name in ("resnet18", "resnet50", "wrn18"):
+        self.layers = nn.ModuleList([nn.Sequential(conv("Conv_0", p), bn("BatchNorm_0", p, s), nn.ReLU())])
+        kind = "Bottleneck" if name == "resnet50" else "BasicBlock"
+        stages = (3, 4, 6, 3) if name == "resnet50" else (2, 2, 2, 2)
+        strides = [2 if (i > 0 and j == 0) else 1 for i, n in enumerate(stages) for j in range(n)]
+        self.blocks = nn.ModuleList([Block(p[f"{kind}_{k}"], s[f"{kind}_{k}"], st, kind == "Bottleneck")
+                                     for k, st in enumerate(strides)])
+      else:
+        raise ValueError(f"no torch twin of classifier {name!r}: use cnn, resnet18, resnet50 or wrn18")
+      k = np.asarray(p["Dense_0"]["kernel"])
+      self.head = nn.Linear(*k.shape)
+      self.head.weight.data, self.head.bias.data = t(k.T), t(p["Dense_0"]["bias"])
+
+    def forward(self, x):
+      x = (x - self.mean) / self.std
+      for i, layer in enumerate(self.layers):
+        x = layer(x)
+        if self.blocks is None and i % 2 == 1:  # SimpleCNN: max-pool after each stage of two convs
+          x = torch.nn.functional.max_pool2d(x, 2)
+      for b in self.blocks or ():
+        x = b(x)
+      return self.head(x.mean((2, 3)))
+
+  return Net().eval()
+
+
+def _device():
+  import torch
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_denoise_classify(unet, clf, x_noisy, abar_t, t_star):
+  """Carlini et al.'s base classifier in torch: x + σz (pixels, NCHW) → x_t* = √ᾱ(2x − 1) → one-shot x̂0
+  (clipped) → logits of ``clf`` on (x̂0 + 1)/2."""
+  import torch
+  x_t = abar_t.sqrt() * (2 * x_noisy - 1)
+  eps = unet(x_t, torch.full((x_t.shape[0],), t_star, device=x_t.device)).sample.float()
+  x0 = ((x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+  return clf((x0 + 1) / 2)
+
+
+def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype="float32"):
+  """Seconds for ``n`` draws of one image (NHWC pixels) with Carlini et al.'s / Cohen et al.'s loop: per batch,
+  x repeated, noise drawn on the device, one network call, argmax copied to the host, counts on the host.
+  Returns (seconds, counts) after one warm-up batch."""
+  import torch
+  dev = _device()
+  unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
+  abar_t = torch.cumprod(1 - torch.as_tensor(np.asarray(betas), dtype=torch.float32), 0)[t_star].to(dev)
+  xt = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
+  gen = torch.Generator(device=dev).manual_seed(0)
+
+  def run(num):
+    counts, left = np.zeros(clf.head.out_features, np.int64), num
+    with torch.no_grad(), _autocast(dtype):
+      while left > 0:
+        m = min(batch, left)
+        left -= m
+        b = xt.repeat((m, 1, 1, 1))
+        noise = torch.randn(b.shape, generator=gen, device=dev) * sigma
+        pred = torch_denoise_classify(unet, clf, b + noise, abar_t, t_star).argmax(1)
+        counts += np.bincount(pred.cpu().numpy(), minlength=len(counts))
+    return counts
+  run(min(n, batch))  # warm-up: one batch
+  t = time.perf_counter()
+  counts = run(n)
+  return time.perf_counter() - t, counts
+
+
+def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1):
+  """Seconds of PGD-``steps`` (ℓ∞, CE, full gradient) through ``t_bar``-step ancestral DDPM purification with
+  DiffPure's loop structure in torch (autograd through every step; no rematerialisation). x NHWC pixels."""
+  import torch
+  dev = _device()
+  unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
+  beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
+  abar = torch.cumprod(1 - beta, 0)
+  x0 = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
+  yt = torch.from_numpy(np.asarray(y)).long().to(dev)
+  gen = torch.Generator(device=dev).manual_seed(0)
+
+  def purify(xp):
+    xm = 2 * xp - 1
+    a = abar[t_bar - 1]
+    xt = a.sqrt() * xm + (1 - a).sqrt() * torch.randn(xm.shape, generator=gen, device=dev)
+    for i in reversed(range(t_bar)):
+      a, a_prev = abar[i], (abar[i - 1] if i > 0 else torch.ones((), device=dev))
+      e = unet(xt, torch.full((xt.shape[0],), i, device=dev)).sample
+      xh = ((xt - (1 - a).sqrt() * e) / a.sqrt()).clamp(-1, 1)
+      mean = (a_prev.sqrt() * beta[i] * xh + (1 - beta[i]).sqrt() * (1 - a_prev) * xt) / (1 - a)
+      xt = mean + ((beta[i] * (1 - a_prev) / (1 - a)).sqrt() * torch.randn(xt.shape, generator=gen, device=dev)
+                   if i > 0 else 0.0)
+    return ((xt + 1) / 2).clamp(0, 1)
+
+  def attack():
+    step = 2.5 * eps / steps
+    xa = (x0 + eps * (2 * torch.rand(x0.shape, generator=gen, device=dev) - 1)).clamp(0, 1)
+    for _ in range(steps):
+      xa = xa.detach().requires_grad_(True)
+      loss = torch.nn.functional.cross_entropy(clf(purify(xa)), yt)
+      (g,) = torch.autograd.grad(loss, xa)
+      xa = torch.min(torch.max(xa.detach() + step * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
+    xa.cpu()
+  return _timed(attack, iters, warmup=0)

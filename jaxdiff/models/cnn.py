@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxdiff.models.layers import Normalize, batch_norm, classifier_head
+from jaxdiff.models.layers import Conv, Normalize, batch_norm, classifier_head
 
 
 class SimpleCNN(nn.Module):
@@ -20,7 +20,7 @@ class SimpleCNN(nn.Module):
     x = Normalize((0.5,), (0.5,))(x).astype(self.dtype)
     for w in self.widths:
       for _ in range(2):
-        x = nn.Conv(w, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
+        x = Conv(w, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
         x = nn.relu(batch_norm(train, self.dtype)(x))
       x = nn.max_pool(x, (2, 2), (2, 2))
     return classifier_head(self, x)

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxdiff.models.layers import Normalize, batch_norm, classifier_head, scaled
+from jaxdiff.models.layers import Conv, Normalize, batch_norm, classifier_head, scaled
 
 
 class BasicBlock(nn.Module):
@@ -18,7 +18,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     h = nn.relu(batch_norm(train, self.dtype)(conv(self.ch, (3, 3), self.stride, padding=1)(x)))
     h = batch_norm(train, self.dtype)(conv(self.ch, (3, 3), padding=1)(h))
     if self.stride != 1 or x.shape[-1] != self.ch:
@@ -34,7 +34,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     out = self.ch * 4
     h = nn.relu(batch_norm(train, self.dtype)(conv(self.ch, (1, 1))(x)))
     h = nn.relu(batch_norm(train, self.dtype)(conv(self.ch, (3, 3), self.stride, padding=1)(h)))
@@ -55,7 +55,7 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = Normalize()(x).astype(self.dtype)
-    x = nn.Conv(scaled(64, self.width), (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
+    x = Conv(scaled(64, self.width), (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
     x = nn.relu(batch_norm(train, self.dtype)(x))
     for i, n in enumerate(self.stages):
       for j in range(n):
@@ -72,7 +72,7 @@ class WideBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     h = conv(self.ch, (3, 3), padding=1)(nn.relu(batch_norm(train, self.dtype)(x)))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     h = conv(self.ch, (3, 3), self.stride, padding=1)(nn.relu(batch_norm(train, self.dtype)(h)))
@@ -92,7 +92,7 @@ class WideResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     n = (self.depth - 4) // 6
     x = Normalize()(x).astype(self.dtype)
-    x = nn.Conv(16, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
+    x = Conv(16, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
     for i, ch in enumerate((16 * self.widen, 32 * self.widen, 64 * self.widen)):
       for j in range(n):
         x = WideBlock(ch, 2 if (i > 0 and j == 0) else 1, self.dropout, self.dtype)(x, train)

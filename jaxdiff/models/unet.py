@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.models.layers import Conv, GroupNorm
+
 
 @dataclasses.dataclass(frozen=True)
 class UNetConfig:
@@ -64,7 +66,7 @@ def timestep_embedding(t, dim, flip_sin_to_cos=False, freq_shift=1.0, max_period
 
 
 def _norm(cfg, name):
-  return nn.GroupNorm(cfg.norm_num_groups, epsilon=cfg.norm_eps, dtype=jnp.float32, name=name)
+  return GroupNorm(cfg.norm_num_groups, epsilon=cfg.norm_eps, name=name)
 
 
 class ResnetBlock(nn.Module):
@@ -76,13 +78,13 @@ class ResnetBlock(nn.Module):
   def __call__(self, x, temb, train):
     cfg, dt = self.cfg, self.cfg.dtype
     h = nn.silu(_norm(cfg, "norm1")(x)).astype(dt)
-    h = nn.Conv(self.out_channels, (3, 3), padding=1, dtype=dt, name="conv1")(h)
+    h = Conv(self.out_channels, (3, 3), padding=1, dtype=dt, name="conv1")(h)
     h = h + nn.Dense(self.out_channels, dtype=dt, name="time_emb_proj")(nn.silu(temb))[:, None, None]
     h = nn.silu(_norm(cfg, "norm2")(h)).astype(dt)
     h = nn.Dropout(cfg.dropout, deterministic=not train)(h)
-    h = nn.Conv(self.out_channels, (3, 3), padding=1, dtype=dt, name="conv2")(h)
+    h = Conv(self.out_channels, (3, 3), padding=1, dtype=dt, name="conv2")(h)
     if x.shape[-1] != self.out_channels:
-      x = nn.Conv(self.out_channels, (1, 1), dtype=dt, name="conv_shortcut")(x)
+      x = Conv(self.out_channels, (1, 1), dtype=dt, name="conv_shortcut")(x)
     return (x + h) / self.output_scale
 
 
@@ -115,7 +117,7 @@ class Downsample(nn.Module):
     pad = self.cfg.downsample_padding
     if pad == 0:  # diffusers pads right/bottom by one, then a stride-2 valid conv
       x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-    return nn.Conv(x.shape[-1], (3, 3), strides=2, padding=pad, dtype=self.cfg.dtype, name="conv")(x)
+    return Conv(x.shape[-1], (3, 3), strides=2, padding=pad, dtype=self.cfg.dtype, name="conv")(x)
 
 
 class Upsample(nn.Module):
@@ -125,7 +127,7 @@ class Upsample(nn.Module):
   def __call__(self, x):
     b, h, w, c = x.shape
     x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest ×2
-    return nn.Conv(c, (3, 3), padding=1, dtype=self.cfg.dtype, name="conv")(x)
+    return Conv(c, (3, 3), padding=1, dtype=self.cfg.dtype, name="conv")(x)
 
 
 class UNet(nn.Module):
@@ -143,7 +145,7 @@ class UNet(nn.Module):
     temb = nn.Dense(4 * chans[0], dtype=dt, name="time_embedding_linear_1")(temb)
     temb = nn.Dense(4 * chans[0], dtype=dt, name="time_embedding_linear_2")(nn.silu(temb))
 
-    h = nn.Conv(chans[0], (3, 3), padding=1, dtype=dt, name="conv_in")(x.astype(dt))
+    h = Conv(chans[0], (3, 3), padding=1, dtype=dt, name="conv_in")(x.astype(dt))
     skips = [h]
     for i, ch in enumerate(chans):
       for j in range(cfg.layers_per_block):
@@ -171,7 +173,7 @@ class UNet(nn.Module):
         h = Upsample(cfg, name=f"up_blocks_{i}_upsamplers_0")(h)
 
     h = nn.silu(_norm(cfg, "conv_norm_out")(h)).astype(dt)
-    return nn.Conv(cfg.out_channels, (3, 3), padding=1, dtype=dt, name="conv_out")(h).astype(jnp.float32)
+    return Conv(cfg.out_channels, (3, 3), padding=1, dtype=dt, name="conv_out")(h).astype(jnp.float32)
 
 
 def init_unet(cfg: UNetConfig, key, batch_size=1):

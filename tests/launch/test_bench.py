@@ -29,9 +29,22 @@ def test_bench_unet_and_certify_json(tmp_path):
   assert d["results"][3]["speedup_vs_peer"] is None  # no PyTorch probability-flow purification loop
   assert pur["network_evals"] == 5 and abs(pur["gflops_per_call"] - 5 * fwd["gflops_per_call"]) < 1e-6
   c = _bench("--suite=certify", "--size=tiny", "--classifier=tiny", "--batch=50", "--n=100", "--iters=1",
-             out=str(tmp_path / "c.json"))
+             "--peer=torch", out=str(tmp_path / "c.json"))
   assert [r["name"] for r in c["results"]] == ["certify_jaxdiff", "certify_host_loop_baseline"]
   assert c["speedup_vs_host_loop"] > 0 and c["gflops_per_draw"] > 0
+  # Carlini et al.'s loop on the same weights: the same classifier, the same denoised labels
+  assert c["peer_classifier_rel_diff"] < 1e-5 and c["peer_label_agreement"] >= 0.95
+  for r in c["results"]:
+    assert abs(r["speedup_vs_peer"] - r["peer_seconds_per_call"] / r["seconds_per_call"]) < 1e-9
+    assert "Carlini" in r["peer_device"]
+
+
+def test_bench_attack_json(tmp_path):
+  a = _bench("--suite=attack", "--size=tiny", "--classifier=tiny", "--batch=2", "--t_bar=3", "--pgd_steps=2",
+             "--iters=1", "--peer=torch", out=str(tmp_path / "a.json"))
+  (row,) = a["results"]
+  assert row["name"] == "pgd2_purify_ddpm_t3" and row["images_per_sec"] > 0
+  assert abs(row["speedup_vs_peer"] - row["peer_seconds_per_call"] / row["seconds_per_call"]) < 1e-9
 
 
 def test_bench_memory_orders_the_remat_policies():
@@ -42,3 +55,20 @@ def test_bench_memory_orders_the_remat_policies():
   # keeping every step's activations > keeping conv/matmul outputs per step > keeping only the carry
   assert temp["none"] > temp["dots"] > temp["step"] > 0
   assert all(r["argument_bytes"] > 0 and r["output_bytes"] == 2 * 16 * 16 * 1 * 4 for r in rows)
+
+
+def test_bench_memory_of_autoattack_through_the_purifier():
+  """Each AutoAttack program through t̄-step purification (per-step remat, APGD with 20 EOT draws) needs about one
+  input gradient's memory, not t̄ steps' or 20 draws' worth."""
+  import ml_collections
+
+  from jaxdiff.bench import CLASSIFIERS, unet_config
+  from jaxdiff.bench.memory import bench_attack_memory, bench_memory
+  ucfg = unet_config("tiny", "float32")
+  ccfg = ml_collections.ConfigDict(dict(CLASSIFIERS["tiny"], image_size=16, in_channels=1, num_classes=10))
+  (no_remat,) = bench_memory("tiny", 2, "float32", t_bar=6, policies=("none",))
+  rows = bench_attack_memory(ucfg, ccfg, 2, t_bar=6, steps=3)
+  assert [r["name"] for r in rows] == [f"autoattack_{a}_purify_ddpm_t6" for a in ("apgd_ce", "apgd_dlr", "fab_t",
+                                                                                   "square")]
+  for r in rows:
+    assert 0 < r["temp_bytes"] < no_remat["temp_bytes"], r
