@@ -23,6 +23,8 @@ setup(
                  # pytorch-fid's InceptionV3 for the FID parity test (torchvision pinned to the torch release)
                  "torchvision==0.28.0", "pytorch-fid",
                  # the CLIP image tower parity test (Diff-Cleanse's encoder)
-                 "transformers"],
+                 "transformers",
+                 # the OpenAI improved/guided-diffusion UNetModel for the ADM parity test
+                 "guided-diffusion-sdk"],
     },
 )

@@ -10,8 +10,7 @@ import re
 
 import numpy as np
 
-from jaxdiff.convert.files import check_finite, read_safetensors, unflatten_params
-from jaxdiff.convert.inception import TORCH_SUFFIXES, _torch_state
+from jaxdiff.convert.files import TORCH_SUFFIXES, check_finite, read_safetensors, torch_state_dict, unflatten_params
 from jaxdiff.errors import MissingFileError, ModelFileError
 from jaxdiff.models.clip import CLIPVisionConfig
 
@@ -89,5 +88,5 @@ def load_clip_vision(path):
   if not os.path.isfile(path):
     raise MissingFileError(f"no CLIP weights at {path!r}: put a transformers CLIP model.safetensors or an OpenAI / "
                            "open_clip ViT-B-32 file there (nothing is downloaded)")
-  state = _torch_state(path) if path.endswith(TORCH_SUFFIXES) else read_safetensors(path)
+  state = torch_state_dict(path) if path.endswith(TORCH_SUFFIXES) else read_safetensors(path)
   return clip_from_state_dict(state)

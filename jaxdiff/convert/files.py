@@ -42,3 +42,20 @@ def read_safetensors(path) -> dict:
     raise ModelFileError(f"{path} is not a readable safetensors file ({e}); re-export or re-download it") from e
   check_finite(flat, str(path))
   return flat
+
+
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")  # pickled torch files: weights-only loader only
+
+
+def torch_state_dict(path) -> dict:
+  """A torch .pt/.pth state dict as numpy arrays, read with torch's weights-only unpickler (plain tensors; a pickle
+  that would run code is refused with ``ModelFileError``). Every tensor is checked finite."""
+  import torch  # only to read the user's file
+  try:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    flat = {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
+  except Exception as e:  # UnpicklingError for a file that would run code, or a corrupt file
+    raise ModelFileError(f"refusing {path}: torch's weights-only loader could not read it as plain tensors "
+                         f"({e})") from e
+  check_finite(flat, str(path))
+  return flat

@@ -12,12 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.convert.files import check_finite, flatten_params, read_safetensors, unflatten_params
+from jaxdiff.convert.files import (TORCH_SUFFIXES, check_finite, flatten_params, read_safetensors,
+                                   torch_state_dict, unflatten_params)
 from jaxdiff.errors import MissingFileError, ModelFileError
 from jaxdiff.io import atomic_write
 from jaxdiff.models.inception import FIDInceptionV3
-
-TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 
 def inception_variables_from_torch(state: dict) -> dict:
@@ -52,18 +51,10 @@ def inception_variables_from_torch(state: dict) -> dict:
   return got
 
 
-def _torch_state(path):
-  import torch  # only to read the user's file, with the weights-only unpickler
-  try:
-    return {k: v.numpy() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
-  except Exception as e:  # UnpicklingError for a file that would run code, or a corrupt file
-    raise ModelFileError(f"refusing {path}: torch's weights-only loader could not read it as plain tensors ({e})") from e
-
-
 def convert_inception(pt_path, out_path):
   """Converts pytorch-fid's .pth (weights-only load) to a jaxdiff safetensors file; returns ``out_path``."""
   from safetensors.numpy import save
-  flat = flatten_params(inception_variables_from_torch(_torch_state(pt_path)))
+  flat = flatten_params(inception_variables_from_torch(torch_state_dict(pt_path)))
   check_finite(flat, pt_path)
   atomic_write(out_path, save({k: np.ascontiguousarray(v) for k, v in flat.items()}))
   return out_path

@@ -185,8 +185,9 @@ def init_unet(cfg: UNetConfig, key, batch_size=1):
 
 
 def eps_fn_of(model, params):
-  """ε_θ(x_t, t) of a U-Net module with ``params``, in eval mode: the ``eps_fn`` the samplers take."""
-  return lambda x, t: model.apply({"params": params}, x, t)
+  """ε_θ(x_t, t) of a U-Net module with ``params``, in eval mode: the ``eps_fn`` the samplers take. A learned-σ
+  model (the ADM U-Net, 2C output channels) contributes its ε half, the first C channels."""
+  return lambda x, t: model.apply({"params": params}, x, t)[..., :x.shape[-1]]
 
 
 def count_params(tree) -> int:

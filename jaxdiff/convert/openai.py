@@ -1,0 +1,79 @@
+"""OpenAI improved/guided-diffusion checkpoints (.pt state dicts) → the ADM U-Net (``models.adm``).
+
+The .pt file is a pickle: it is read only with torch's ``weights_only=True`` loader (plain tensors; a file that
+would run code is refused). ``convert_openai_unet`` writes the converted weights once as safetensors, which
+``load_openai_unet`` then reads without torch.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdiff.convert.files import flatten_params, read_safetensors, torch_state_dict, unflatten_params
+from jaxdiff.errors import ModelFileError
+from jaxdiff.io import atomic_write
+from jaxdiff.models.adm import ADMUNet, create_model_config
+
+
+def params_from_openai_state(state: dict, template) -> dict:
+  """Maps an OpenAI ``UNetModel`` state dict (numpy) onto ``template`` (the ADM param shapes); every tensor must
+  match. Conv2d [O, I, kh, kw] → HWIO; the attention's 1×1 Conv1d and Linear → Dense kernels [I, O]; GroupNorm
+  weight → scale; the label embedding as is."""
+  flat = {}
+  for key, w in state.items():
+    *mods, leaf = key.split(".")
+    name, w = "_".join(mods), np.asarray(w, np.float32)
+    if name == "label_emb":
+      leaf = "embedding"
+    elif leaf == "weight":
+      w = {4: lambda a: a.transpose(2, 3, 1, 0), 3: lambda a: a[:, :, 0].T, 2: lambda a: a.T,
+           1: lambda a: a}[w.ndim](w)
+      leaf = "scale" if w.ndim == 1 else "kernel"
+    elif leaf != "bias":
+      raise ModelFileError(f"unexpected tensor {key!r} in the checkpoint")
+    flat[f"{name}/{leaf}"] = w
+  want = flatten_params(template, lambda v: tuple(v.shape))
+  missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
+  if missing or extra:
+    raise ModelFileError(f"checkpoint does not match the create_model arguments: missing {missing[:5]}, "
+                         f"unexpected {extra[:5]}")
+  wrong = [k for k in want if flat[k].shape != want[k]]
+  if wrong:
+    raise ModelFileError(f"shape mismatch at {wrong[0]}: checkpoint {flat[wrong[0]].shape}, model {want[wrong[0]]}")
+  return jax.tree_util.tree_map(jnp.asarray, unflatten_params(flat))
+
+
+def _template(model, cfg):
+  x = jnp.zeros((1, cfg.image_size, cfg.image_size, cfg.in_channels))
+  y = None if cfg.num_classes is None else jnp.zeros((1,), jnp.int32)
+  return jax.eval_shape(model.init, jax.random.key(0), x, jnp.zeros((1,), jnp.int32), y)["params"]
+
+
+def load_openai_unet(path, **create_model_kwargs):
+  """``(model, params)`` of an improved/guided-diffusion U-Net. ``path``: the OpenAI .pt state dict (weights-only
+  load) or its converted safetensors; keyword arguments: those of the OpenAI code's ``create_model`` (image_size,
+  num_channels, num_res_blocks, channel_mult, learn_sigma, attention_resolutions, num_heads, num_head_channels,
+  use_scale_shift_norm, resblock_updown, use_new_attention_order, dropout, class_cond; ``dtype`` for bf16).
+  ``model.apply({'params': params}, x, t[, y])``: x NHWC model space, integer t [B]; 2C channels when learn_sigma
+  (ε first)."""
+  cfg = create_model_config(**create_model_kwargs)
+  model = ADMUNet(cfg)
+  path = str(path)
+  state = read_safetensors(path) if path.endswith(".safetensors") else None
+  if state is not None and not any("." in k for k in state):  # already converted: our flat 'a/b' layout
+    params = unflatten_params(state)
+    want = flatten_params(_template(model, cfg), lambda v: tuple(v.shape))
+    if flatten_params(params, lambda v: tuple(v.shape)) != want:
+      raise ModelFileError(f"{path} does not match the create_model arguments")
+    return model, jax.tree_util.tree_map(jnp.asarray, params)
+  return model, params_from_openai_state(state if state is not None else torch_state_dict(path),
+                                         _template(model, cfg))
+
+
+def convert_openai_unet(pt_path, out_path, **create_model_kwargs):
+  """Converts an OpenAI .pt checkpoint once to jaxdiff safetensors (read later by ``load_openai_unet``)."""
+  from safetensors.numpy import save
+  _, params = load_openai_unet(pt_path, **create_model_kwargs)
+  atomic_write(out_path, save({k: np.ascontiguousarray(v) for k, v in flatten_params(params).items()}))
+  return out_path
