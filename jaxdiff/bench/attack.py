@@ -3,8 +3,6 @@ jaxdiff (``jax.checkpoint`` per sampler step, one jitted ``fori_loop`` over PGD 
 PyTorch (autograd through every step) on the same weights."""
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +10,7 @@ import numpy as np
 from jaxdiff.attacks import pgd_jit
 from jaxdiff.bench.certify import build_denoised_classifier
 from jaxdiff.bench.memory import POLICIES
-from jaxdiff.bench.timing import throughput_record
+from jaxdiff.bench.timing import throughput_record, time_fn
 from jaxdiff.robust import PurifiedClassifier, Purifier
 
 
@@ -27,24 +25,16 @@ def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1
   shape = (batch, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels)
   x = jax.random.uniform(jax.random.key(3), shape)
   y = jnp.arange(batch, dtype=jnp.int32) % cls_cfg.num_classes
-  run = lambda k: pgd_jit(logits_fn, x, y, key=k, eps=eps, steps=steps, stochastic=True, params=params)
-  jax.block_until_ready(run(jax.random.key(0)))  # compile
-  t = time.perf_counter()
-  for i in range(iters):
-    jax.block_until_ready(run(jax.random.key(i + 1)))
-  secs = (time.perf_counter() - t) / iters
+  run = lambda p, x, k: pgd_jit(logits_fn, x, y, key=k, eps=eps, steps=steps, stochastic=True, params=p)
+  secs = time_fn(run, params, x, jax.random.key(0), iters=iters)  # the warm-up call compiles
   row = throughput_record(f"pgd{steps}_purify_ddpm_t{t_bar}", secs, batch, steps=steps, eps=eps,
                           network_evals_per_step=t_bar, gradient="full", remat=remat)
   row["images_per_sec"] = row.pop("items_per_sec")
   extra = {"params": nparams}
   if peer:
-    import torch
-
-    from jaxdiff.bench.peer import add_peer, peer_pgd_seconds
-    from jaxdiff.diffusion import make_schedule
-    peer_s = peer_pgd_seconds(*twins, np.asarray(x), np.asarray(y), make_schedule(base.schedule).betas, eps=eps,
-                              steps=steps, t_bar=t_bar, iters=iters)
-    add_peer([row], {row["name"]: peer_s}, f"torch {torch.__version__} {'cuda' if torch.cuda.is_available() else 'cpu'}"
-             f", {torch.get_num_threads()} threads, DiffPure's loop (autograd through every step; diffusers "
-             f"UNet2DModel + {cls_cfg.name})")
+    from jaxdiff.bench.peer import add_peer, peer_device, peer_pgd_seconds
+    peer_s = peer_pgd_seconds(*twins, np.asarray(x), np.asarray(y), logits_fn.purifier.make_schedule().betas,
+                              eps=eps, steps=steps, t_bar=t_bar, iters=iters)
+    add_peer([row], {row["name"]: peer_s}, peer_device(f"DiffPure's loop (autograd through every step; diffusers "
+                                                       f"UNet2DModel + {cls_cfg.name})"))
   return extra, [row]

@@ -14,7 +14,7 @@ from jaxdiff import diffusion
 from jaxdiff.bench.timing import flops_of, throughput_record
 from jaxdiff.functional import jit_apply
 from jaxdiff.models import build_model, count_params, init_variables
-from jaxdiff.robust import DenoisedClassifier, sample_counts
+from jaxdiff.robust import DenoisedClassifier, denoising_timestep, sample_counts
 
 CLASSIFIERS = {"resnet50": dict(name="resnet50"), "resnet18": dict(name="resnet18"), "vit": dict(name="vit_small"),
                "tiny": dict(name="cnn", widths=(16, 32))}
@@ -42,11 +42,9 @@ def peer_parity(base, params, twins, shape, sigma, draws=64):
   import torch
 
   from jaxdiff.bench.peer import torch_denoise_classify
-  from jaxdiff.diffusion import make_schedule
-  from jaxdiff.robust import denoising_timestep
   x = jax.random.uniform(jax.random.key(5), (draws,) + shape[1:])
   xn = np.array(x + sigma * jax.random.normal(jax.random.key(6), x.shape))
-  sched = make_schedule(base.schedule, base.num_timesteps)
+  sched = diffusion.make_schedule(base.schedule, base.num_timesteps)
   t_star = denoising_timestep(sched, sigma)
   with torch.no_grad():
     theirs_logits = twins[1](torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy()
@@ -96,16 +94,12 @@ def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=
     r["draws_per_sec"] = r.pop("items_per_sec")
   extra = {"params": nparams, "gflops_per_draw": per_draw and per_draw / 1e9, "speedup_vs_host_loop": base_s / ours}
   if peer:
-    import torch
-
-    from jaxdiff.bench.peer import add_peer, peer_certify_seconds
-    from jaxdiff.robust import denoising_timestep
+    from jaxdiff.bench.peer import add_peer, peer_certify_seconds, peer_device
     sched = diffusion.make_schedule(base.schedule, base.num_timesteps)
     extra.update(peer_parity(base, params, twins, shape, sigma))
-    peer_s, _ = peer_certify_seconds(*twins, np.asarray(x), sched.betas, sigma=sigma,
-                                     t_star=denoising_timestep(sched, sigma), n=n, batch=batch, dtype=dtype)
+    peer_s = peer_certify_seconds(*twins, np.asarray(x), sched.betas, sigma=sigma,
+                                  t_star=denoising_timestep(sched, sigma), n=n, batch=batch, dtype=dtype)
     extra["peer_draws_per_sec"] = n / peer_s
     add_peer([rec_ours, rec_base], {"certify_jaxdiff": peer_s, "certify_host_loop_baseline": peer_s},
-             f"torch {torch.__version__} {'cuda' if torch.cuda.is_available() else 'cpu'}, "
-             f"{torch.get_num_threads()} threads, Carlini et al.'s loop (diffusers UNet2DModel + {cls_cfg.name})")
+             peer_device(f"Carlini et al.'s loop (diffusers UNet2DModel + {cls_cfg.name})"))
   return extra, [rec_ours, rec_base]

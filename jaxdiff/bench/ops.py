@@ -7,8 +7,6 @@ different ``XLA_FLAGS`` to see what a flag changes; ``--peer=torch`` times the s
 """
 from __future__ import annotations
 
-import time
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -81,6 +79,8 @@ def bench_ops(batch, iters=5, peer=""):
            "fwd_bwd_ms": 1e3 * time_fn(bwd, params, x, iters=iters)}
     if peer:
       import torch
+
+      from jaxdiff.bench.peer import timed
       op = _torch_op(name, shape)
       xt = torch.randn(shape[0], shape[3], shape[1], shape[2])
       ctt = torch.randn_like(xt)
@@ -92,16 +92,9 @@ def bench_ops(batch, iters=5, peer=""):
       def t_bwd():
         xg = xt.clone().requires_grad_(True)
         op(xg).backward(ctt)
-      row["torch_forward_ms"], row["torch_fwd_bwd_ms"] = (1e3 * _torch_time(f, iters) for f in (t_fwd, t_bwd))
+      row["torch_forward_ms"], row["torch_fwd_bwd_ms"] = (1e3 * timed(f, iters) for f in (t_fwd, t_bwd))
       row["speedup_vs_peer_forward"] = row["torch_forward_ms"] / row["forward_ms"]
       row["speedup_vs_peer"] = row["torch_fwd_bwd_ms"] / row["fwd_bwd_ms"]
     rows.append(row)
   return rows
 
-
-def _torch_time(fn, iters):
-  fn()
-  t = time.perf_counter()
-  for _ in range(iters):
-    fn()
-  return (time.perf_counter() - t) / iters

@@ -43,7 +43,8 @@ def torch_unet(ucfg, template, seed=0):
   return model, params
 
 
-def _timed(fn, iters, warmup=1):
+def timed(fn, iters, warmup=1):
+  """Seconds per call of a host function (torch syncs inside ``fn``), after ``warmup`` calls."""
   for _ in range(warmup):
     fn()
   t = time.perf_counter()
@@ -87,7 +88,7 @@ def bench_peer(model, shape, betas, *, dtype, iters, t_bar, samplers, compile=Fa
       net(x, t).sample
     sync()
   model.eval()
-  rows["unet_forward"] = _timed(forward, iters)
+  rows["unet_forward"] = timed(forward, iters)
 
   beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
   abar = torch.cumprod(1 - beta, 0)
@@ -105,29 +106,45 @@ def bench_peer(model, shape, betas, *, dtype, iters, t_bar, samplers, compile=Fa
     opt.step()
     sync()
   model.train()
-  rows["train_step"] = _timed(train_step, iters)
+  rows["train_step"] = timed(train_step, iters)
   model.eval()
 
   def purify(sampler):
     with torch.no_grad(), _autocast(dtype):
-      a = abar[t_bar - 1]
-      xt = a.sqrt() * x + (1 - a).sqrt() * torch.randn(x.shape, generator=gen, device=dev)
-      for i in reversed(range(t_bar)):
-        a, a_prev = abar[i], (abar[i - 1] if i > 0 else torch.ones((), device=dev))
-        eps = net(xt, torch.full((b,), i, device=dev)).sample.float()
-        x0 = ((xt - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
-        if sampler == "ddim":
-          xt = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
-        else:  # ancestral posterior step q(x_{t-1} | x_t, x0)
-          mean = (a_prev.sqrt() * beta[i] * x0 + (1 - beta[i]).sqrt() * (1 - a_prev) * xt) / (1 - a)
-          var = beta[i] * (1 - a_prev) / (1 - a)
-          xt = mean + (var.sqrt() * torch.randn(x.shape, generator=gen, device=dev) if i > 0 else 0.0)
-      xt.cpu()
+      torch_purify(net, x, beta, t_bar, gen, sampler).cpu()
     sync()
   for s in samplers:
     if s in ("ddpm", "ddim"):
-      rows[f"purify_{s}_t{t_bar}"] = _timed(lambda s=s: purify(s), max(1, iters // 2))
+      rows[f"purify_{s}_t{t_bar}"] = timed(lambda s=s: purify(s), max(1, iters // 2))
   return rows
+
+
+def torch_purify(net, x, beta, t_bar, gen, sampler="ddpm"):
+  """DiffPure's purification loop in torch: diffuse model-space ``x`` (NCHW) to t̄, then one network call per step
+  on the host, ancestral DDPM (posterior q(x_{t−1} | x_t, x̂0)) or deterministic DDIM; x̂0 clipped to [−1, 1].
+  Differentiable (autograd through every step) unless called under ``no_grad``."""
+  import torch
+  abar = torch.cumprod(1 - beta, 0)
+  noise = lambda: torch.randn(x.shape, generator=gen, device=x.device)
+  a = abar[t_bar - 1]
+  xt = a.sqrt() * x + (1 - a).sqrt() * noise()
+  for i in reversed(range(t_bar)):
+    a, a_prev = abar[i], (abar[i - 1] if i > 0 else torch.ones((), device=x.device))
+    eps = net(xt, torch.full((x.shape[0],), i, device=x.device)).sample.float()
+    x0 = ((xt - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+    if sampler == "ddim":
+      xt = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    else:
+      mean = (a_prev.sqrt() * beta[i] * x0 + (1 - beta[i]).sqrt() * (1 - a_prev) * xt) / (1 - a)
+      xt = mean + ((beta[i] * (1 - a_prev) / (1 - a)).sqrt() * noise() if i > 0 else 0.0)
+  return xt
+
+
+def peer_device(what):
+  """The ``peer_device`` string of a row: torch version, device, threads and what ran."""
+  import torch
+  return (f"torch {torch.__version__} {'cuda' if torch.cuda.is_available() else 'cpu'}, "
+          f"{torch.get_num_threads()} threads, {what}")
 
 
 def add_peer(results, peer_seconds, device):
@@ -149,6 +166,12 @@ def torch_classifier(name, variables):
   architectures have no twin here (ValueError)."""
   import torch
   from torch import nn
+
+  from jaxdiff.models.layers import CIFAR_MEAN, CIFAR_STD
+  from jaxdiff.models.registry import CLASSIFIERS
+  if name not in ("cnn", "resnet18", "resnet50", "wrn18"):
+    raise ValueError(f"no torch twin of classifier {name!r}: use cnn, resnet18, resnet50 or wrn18")
+  arch = CLASSIFIERS[name]()  # the flax module's layout (ResNet stages and block kind)
   p, s = variables["params"], variables.get("batch_stats", {})
   t = lambda a: torch.from_numpy(np.array(a, np.float32))
 
@@ -185,7 +208,6 @@ def torch_classifier(name, variables):
     def __init__(self):
       super().__init__()
       in_ch = np.asarray(p["Conv_0"]["kernel"]).shape[2]
-      from jaxdiff.models.layers import CIFAR_MEAN, CIFAR_STD
       cifar = name != "cnn" and in_ch == len(CIFAR_MEAN)  # jaxdiff's Normalize: CIFAR stats, else 0.5 / 0.5
       mean, std = (CIFAR_MEAN, CIFAR_STD) if cifar else ((0.5,) * in_ch, (0.5,) * in_ch)
       self.register_buffer("mean", t(mean).view(1, -1, 1, 1))
@@ -195,15 +217,12 @@ def torch_classifier(name, variables):
         self.layers = nn.ModuleList([nn.Sequential(conv(f"Conv_{i}", p), bn(f"BatchNorm_{i}", p, s), nn.ReLU())
                                      for i in range(n)])
         self.blocks = None
-      elif name in ("resnet18", "resnet50", "wrn18"):
+      else:
         self.layers = nn.ModuleList([nn.Sequential(conv("Conv_0", p), bn("BatchNorm_0", p, s), nn.ReLU())])
-        kind = "Bottleneck" if name == "resnet50" else "BasicBlock"
-        stages = (3, 4, 6, 3) if name == "resnet50" else (2, 2, 2, 2)
-        strides = [2 if (i > 0 and j == 0) else 1 for i, n in enumerate(stages) for j in range(n)]
+        kind = arch.block.__name__
+        strides = [2 if (i > 0 and j == 0) else 1 for i, n in enumerate(arch.stages) for j in range(n)]
         self.blocks = nn.ModuleList([Block(p[f"{kind}_{k}"], s[f"{kind}_{k}"], st, kind == "Bottleneck")
                                      for k, st in enumerate(strides)])
-      else:
-        raise ValueError(f"no torch twin of classifier {name!r}: use cnn, resnet18, resnet50 or wrn18")
       k = np.asarray(p["Dense_0"]["kernel"])
       self.head = nn.Linear(*k.shape)
       self.head.weight.data, self.head.bias.data = t(k.T), t(p["Dense_0"]["bias"])
@@ -239,7 +258,7 @@ def torch_denoise_classify(unet, clf, x_noisy, abar_t, t_star):
 def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype="float32"):
   """Seconds for ``n`` draws of one image (NHWC pixels) with Carlini et al.'s / Cohen et al.'s loop: per batch,
   x repeated, noise drawn on the device, one network call, argmax copied to the host, counts on the host.
-  Returns (seconds, counts) after one warm-up batch."""
+  Timed after one warm-up batch."""
   import torch
   dev = _device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
@@ -259,9 +278,7 @@ def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype=
         counts += np.bincount(pred.cpu().numpy(), minlength=len(counts))
     return counts
   run(min(n, batch))  # warm-up: one batch
-  t = time.perf_counter()
-  counts = run(n)
-  return time.perf_counter() - t, counts
+  return timed(lambda: run(n), 1, warmup=0)
 
 
 def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1):
@@ -271,23 +288,10 @@ def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1):
   dev = _device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
   beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
-  abar = torch.cumprod(1 - beta, 0)
   x0 = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
   yt = torch.from_numpy(np.asarray(y)).long().to(dev)
   gen = torch.Generator(device=dev).manual_seed(0)
-
-  def purify(xp):
-    xm = 2 * xp - 1
-    a = abar[t_bar - 1]
-    xt = a.sqrt() * xm + (1 - a).sqrt() * torch.randn(xm.shape, generator=gen, device=dev)
-    for i in reversed(range(t_bar)):
-      a, a_prev = abar[i], (abar[i - 1] if i > 0 else torch.ones((), device=dev))
-      e = unet(xt, torch.full((xt.shape[0],), i, device=dev)).sample
-      xh = ((xt - (1 - a).sqrt() * e) / a.sqrt()).clamp(-1, 1)
-      mean = (a_prev.sqrt() * beta[i] * xh + (1 - beta[i]).sqrt() * (1 - a_prev) * xt) / (1 - a)
-      xt = mean + ((beta[i] * (1 - a_prev) / (1 - a)).sqrt() * torch.randn(xt.shape, generator=gen, device=dev)
-                   if i > 0 else 0.0)
-    return ((xt + 1) / 2).clamp(0, 1)
+  purify = lambda xp: ((torch_purify(unet, 2 * xp - 1, beta, t_bar, gen) + 1) / 2).clamp(0, 1)
 
   def attack():
     step = 2.5 * eps / steps
@@ -298,4 +302,4 @@ def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1):
       (g,) = torch.autograd.grad(loss, xa)
       xa = torch.min(torch.max(xa.detach() + step * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
     xa.cpu()
-  return _timed(attack, iters, warmup=0)
+  return timed(attack, iters, warmup=0)

@@ -76,13 +76,10 @@ def bench_unet(size, batch, dtype, iters, t_bar, samplers, peer="", peer_compile
   for r in out:
     r["images_per_sec"] = r.pop("items_per_sec")
   if peer:
-    import torch
-
-    from jaxdiff.bench.peer import add_peer, bench_peer
+    from jaxdiff.bench.peer import add_peer, bench_peer, peer_device
     secs = bench_peer(torch_model, shape, sched.betas, dtype=dtype, iters=iters, t_bar=t_bar, samplers=samplers,
                       compile=peer_compile)
-    add_peer(out, secs, f"torch {torch.__version__} {'cuda' if torch.cuda.is_available() else 'cpu'}, "
-             f"{torch.get_num_threads()} threads, diffusers UNet2DModel" + (", torch.compile" if peer_compile else ""))
+    add_peer(out, secs, peer_device("diffusers UNet2DModel" + (", torch.compile" if peer_compile else "")))
   return {"model_params": count_params(params), **extra}, out
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.convert.files import read_safetensors
+from jaxdiff.convert.files import check_against_template, read_safetensors
 from jaxdiff.errors import MissingFileError, ModelFileError
 from jaxdiff.models.unet import UNet, UNetConfig
 
@@ -103,13 +103,7 @@ def convert_state_dict(state: dict, template) -> dict:
     elif leaf != "bias":
       raise ModelFileError(f"unexpected tensor {key!r} in the checkpoint")
     flat[path + (leaf,)] = w
-  want = {tuple(k.key for k in p): v for p, v in jax.tree_util.tree_flatten_with_path(template)[0]}
-  missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
-  if missing or extra:
-    raise ModelFileError(f"checkpoint does not match the config: missing {missing[:5]}, unexpected {extra[:5]}")
-  for p, v in want.items():
-    if flat[p].shape != v.shape:
-      raise ModelFileError(f"shape mismatch at {'/'.join(p)}: checkpoint {flat[p].shape}, model {v.shape}")
+  check_against_template({"/".join(p): v for p, v in flat.items()}, template, "the config")
   params = {}
   for p, v in flat.items():
     node = params

@@ -24,6 +24,18 @@ def unflatten_params(flat: dict) -> dict:
   return out
 
 
+def check_against_template(flat: dict, template, what: str):
+  """Raises ``ModelFileError`` unless ``flat`` ({'a/b': array}) holds exactly the tensors of the parameter tree
+  ``template`` (arrays or ShapeDtypeStructs) with the same shapes; ``what`` names what they must match."""
+  want = flatten_params(template, lambda v: tuple(v.shape))
+  missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
+  if missing or extra:
+    raise ModelFileError(f"checkpoint does not match {what}: missing {missing[:5]}, unexpected {extra[:5]}")
+  for k, shape in want.items():
+    if tuple(flat[k].shape) != shape:
+      raise ModelFileError(f"shape mismatch at {k}: checkpoint {tuple(flat[k].shape)}, model {shape}")
+
+
 def check_finite(flat: dict, where: str):
   """Raises ``NonFiniteError`` naming ``where`` and the first tensor holding NaN or Inf."""
   for k, v in flat.items():

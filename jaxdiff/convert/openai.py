@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdiff.convert.files import flatten_params, read_safetensors, torch_state_dict, unflatten_params
+from jaxdiff.convert.files import (check_against_template, flatten_params, read_safetensors, torch_state_dict,
+                                   unflatten_params)
 from jaxdiff.errors import ModelFileError
 from jaxdiff.io import atomic_write
 from jaxdiff.models.adm import ADMUNet, create_model_config
@@ -33,14 +34,7 @@ def params_from_openai_state(state: dict, template) -> dict:
     elif leaf != "bias":
       raise ModelFileError(f"unexpected tensor {key!r} in the checkpoint")
     flat[f"{name}/{leaf}"] = w
-  want = flatten_params(template, lambda v: tuple(v.shape))
-  missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
-  if missing or extra:
-    raise ModelFileError(f"checkpoint does not match the create_model arguments: missing {missing[:5]}, "
-                         f"unexpected {extra[:5]}")
-  wrong = [k for k in want if flat[k].shape != want[k]]
-  if wrong:
-    raise ModelFileError(f"shape mismatch at {wrong[0]}: checkpoint {flat[wrong[0]].shape}, model {want[wrong[0]]}")
+  check_against_template(flat, template, "the create_model arguments")
   return jax.tree_util.tree_map(jnp.asarray, unflatten_params(flat))
 
 
@@ -62,11 +56,8 @@ def load_openai_unet(path, **create_model_kwargs):
   path = str(path)
   state = read_safetensors(path) if path.endswith(".safetensors") else None
   if state is not None and not any("." in k for k in state):  # already converted: our flat 'a/b' layout
-    params = unflatten_params(state)
-    want = flatten_params(_template(model, cfg), lambda v: tuple(v.shape))
-    if flatten_params(params, lambda v: tuple(v.shape)) != want:
-      raise ModelFileError(f"{path} does not match the create_model arguments")
-    return model, jax.tree_util.tree_map(jnp.asarray, params)
+    check_against_template(state, _template(model, cfg), "the create_model arguments")
+    return model, jax.tree_util.tree_map(jnp.asarray, unflatten_params(state))
   return model, params_from_openai_state(state if state is not None else torch_state_dict(path),
                                          _template(model, cfg))
 

@@ -140,7 +140,7 @@ class ADMUNet(nn.Module):
     heads_up = cfg.num_heads if cfg.num_heads_upsample == -1 else cfg.num_heads_upsample
     ch = int(cfg.channel_mult[0] * mc)
     h = Conv(ch, (3, 3), padding=1, dtype=dt, name="input_blocks_0_0")(x.astype(dt))
-    hs, chans, ds, i = [h], [ch], 1, 1
+    hs, ds, i = [h], 1, 1
     for level, mult in enumerate(cfg.channel_mult):
       for _ in range(cfg.num_res_blocks):
         ch = int(mult * mc)
@@ -148,7 +148,6 @@ class ADMUNet(nn.Module):
         if ds in cfg.attention_ds:
           h = self._attn(f"input_blocks_{i}_1", h, cfg.num_heads)
         hs.append(h)
-        chans.append(ch)
         i += 1
       if level != len(cfg.channel_mult) - 1:
         if cfg.resblock_updown:
@@ -158,7 +157,6 @@ class ADMUNet(nn.Module):
         else:
           h = _resample(h, up=False)
         hs.append(h)
-        chans.append(ch)
         ds, i = ds * 2, i + 1
     h = self._res("middle_block_0", h, emb, ch, train)
     h = self._attn("middle_block_1", h, cfg.num_heads)
@@ -166,7 +164,6 @@ class ADMUNet(nn.Module):
     i = 0
     for level, mult in list(enumerate(cfg.channel_mult))[::-1]:
       for j in range(cfg.num_res_blocks + 1):
-        chans.pop()
         ch = int(mc * mult)
         h = self._res(f"output_blocks_{i}_0", jnp.concatenate([h, hs.pop()], -1), emb, ch, train)
         n = 1
