@@ -1,37 +1,73 @@
 #!/usr/bin/env bash
 # The GPU/TPU measurements of the performance issue, in one command (run on the accelerator machine):
-#   bash scripts/device_bench.sh [OUT_DIR]            # JSON per suite under OUT_DIR (default docs/bench)
+#   bash scripts/device_bench.sh [OUT_DIR]        # one JSON per suite + device_bench.log under OUT_DIR (docs/bench)
 # Packages the device image lacks travel as wheels (the device tool's recipe, run here in the repo root):
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl flax optax orbax-checkpoint chex ml_collections ...   (each missing package, pinned)
+#       -d .whl ml_collections==1.1.0 diffusers==0.42.1 importlib_metadata    (each package the image lacks)
 # and there the script installs them from .whl before it runs (carry .whl with the call).
-# Suites (bf16 and fp32): U-Net at batch 256 with the torch peer on the same GPU, certification U-Net + ResNet-50
-# at N = 10,000 against Carlini et al.'s torch loop on the same weights; PGD-20 through 75-step DDPM purification
-# against DiffPure's torch loop (fp32); the per-op table; the memory table of the purification gradient.
+# Suites (SUITES, space-separated, default all, in this order of priority), each cut off when BUDGET_S (default
+# 540 s) runs out so that a lease of fixed length returns what finished:
+#   unet_bf16 / unet_fp32      U-Net forward, train step, 75-step purification at batch 256, torch peer on the same GPU
+#   certify_bf16 / certify_fp32  certification U-Net + ResNet-50 at N = 10,000 against Carlini et al.'s torch loop
+#   attack                     PGD-20 through 75-step DDPM purification against DiffPure's torch loop (fp32; batch 4:
+#                              the torch loop keeps ~200 MB of activations per image and network call)
+#   ops                        the per-op table
+# Seen on an H200 (2026-11-28, jax 0.11.2): a suite spends 1.5-3 min, most of it compiling (cuDNN autotuning), so a
+# 15-minute lease holds about three; the rows print to the log as they are measured.
 # SIZE=tiny runs the same on a CPU in minutes.
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${1:-docs/bench}"
 SIZE="${SIZE:-cifar}"
+BUDGET_S="${BUDGET_S:-540}"
 mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/device_bench.log"
+START=$(date +%s)
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
+export XLA_PYTHON_CLIENT_PREALLOCATE=false JAXDIFF_PROGRESS=0 PYTHONUNBUFFERED=1  # torch shares the device
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxdiff_bench_cache}"  # cost analysis + run: one compile
 PY="${PYTHON:-python3}"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>/dev/null
+  $PY -c "import jax, flax, optax, torch; print('jax', jax.__version__, jax.devices(), '| flax', flax.__version__,
+'| optax', optax.__version__, '| torch', torch.__version__, torch.cuda.is_available())"; } >>"$LOG" 2>&1
 KIND=$($PY -c "import jax; print(jax.devices()[0].device_kind.replace(' ', '_'))")
-if [ "$SIZE" = cifar ]; then UBATCH=256; CBATCH=1000; CLS=resnet50; N=10000; ABATCH=32; TBAR=75
+if [ "$SIZE" = cifar ]; then UBATCH=256; CBATCH=1000; CLS=resnet50; N=10000; ABATCH=4; TBAR=75
 else UBATCH=8; CBATCH=50; CLS=tiny; N=200; ABATCH=2; TBAR=5; fi
-for dtype in bfloat16 float32; do
-  $PY launch/bench.py --suite=unet --size="$SIZE" --batch=$UBATCH --dtype=$dtype --iters=5 --peer=torch \
-      --out="$OUT_DIR/${KIND}_unet_${SIZE}_${dtype}.json"
-  $PY launch/bench.py --suite=certify --size="$SIZE" --classifier=$CLS --batch=$CBATCH --n=$N --dtype=$dtype \
-      --iters=2 --peer=torch --out="$OUT_DIR/${KIND}_certify_${SIZE}_${dtype}.json"
-done
-$PY launch/bench.py --suite=attack --size="$SIZE" --classifier=$CLS --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 \
-    --peer=torch --out="$OUT_DIR/${KIND}_attack_${SIZE}.json"
-$PY launch/bench.py --suite=ops --batch=$UBATCH --peer=torch --out="$OUT_DIR/${KIND}_ops_b${UBATCH}.json"
-$PY launch/bench.py --suite=memory --size="$SIZE" --batch=64 --samplers=ddpm --time_batch=8 \
-    --out="$OUT_DIR/${KIND}_memory_${SIZE}.json"
+
+suite() {  # suite NAME CAP_S ARGS...: one bench run, cut at min(CAP_S, time left)
+  local name=$1 cap=$2; shift 2
+  local left=$(( BUDGET_S - ($(date +%s) - START) ))
+  if [ "$left" -lt 40 ]; then echo "== $name skipped: ${left}s left" | tee -a "$LOG"; return; fi
+  [ "$cap" -gt "$left" ] && cap=$left
+  local t0=$(date +%s)
+  echo "== $name (cap ${cap}s)" >>"$LOG"
+  timeout -k 5 "$cap" $PY launch/bench.py "$@" --out="$OUT_DIR/${KIND}_${name}.json" >>"$LOG" 2>&1
+  echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
+}
+want() { [[ " ${SUITES:-unet_bf16 certify_bf16 attack certify_fp32 unet_fp32 ops} " == *" $1 "* ]]; }
+want unet_bf16 && suite "unet_${SIZE}_b${UBATCH}_bfloat16" 240 --suite=unet --size="$SIZE" --batch=$UBATCH \
+    --dtype=bfloat16 --iters=5 --samplers=ddpm,ddim --peer=torch
+want certify_bf16 && suite "certify_${SIZE}_${CLS}_bfloat16" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
+    --batch=$CBATCH --n=$N --dtype=bfloat16 --iters=2 --peer=torch
+want attack && suite "attack_${SIZE}_pgd20_b${ABATCH}" 240 --suite=attack --size="$SIZE" --classifier=$CLS \
+    --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch
+want certify_fp32 && suite "certify_${SIZE}_${CLS}_float32" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
+    --batch=$CBATCH --n=$N --dtype=float32 --iters=2 --peer=torch
+want unet_fp32 && suite "unet_${SIZE}_b${UBATCH}_float32" 200 --suite=unet --size="$SIZE" --batch=$UBATCH \
+    --dtype=float32 --iters=5 --samplers=ddpm,ddim --peer=torch
+want ops && suite "ops_b${UBATCH}" 150 --suite=ops --batch=$UBATCH --iters=5 --peer=torch
+# Summary: one line per row (name, jaxdiff rate, speedup_vs_peer).
+$PY - "$OUT_DIR" "$KIND" <<'PYEOF' | tee -a "$LOG"
+import glob, json, os, sys
+for f in sorted(glob.glob(os.path.join(sys.argv[1], sys.argv[2] + "_*.json"))):
+  d = json.load(open(f))
+  for r in d.get("results", []):
+    rate = r.get("images_per_sec") or r.get("draws_per_sec") or r.get("items_per_sec")
+    print(f"{os.path.basename(f)[:-5]:42s} {r.get('name', '?')!s:34s} rate={rate!s:.8s} s={r.get('seconds_per_call', 0):.4g} "
+          f"peer_s={r.get('peer_seconds_per_call', '-')!s:.8s} x_peer={r.get('speedup_vs_peer')!s:.5s}")
+PYEOF

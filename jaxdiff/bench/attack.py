@@ -33,8 +33,14 @@ def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1
   extra = {"params": nparams}
   if peer:
     from jaxdiff.bench.peer import add_peer, peer_device, peer_pgd_seconds
-    peer_s = peer_pgd_seconds(*twins, np.asarray(x), np.asarray(y), logits_fn.purifier.make_schedule().betas,
-                              eps=eps, steps=steps, t_bar=t_bar, iters=iters)
+    try:
+      peer_s = peer_pgd_seconds(*twins, np.asarray(x), np.asarray(y), logits_fn.purifier.make_schedule().betas,
+                                eps=eps, steps=steps, t_bar=t_bar, iters=iters)
+    except RuntimeError as e:  # torch.OutOfMemoryError: autograd through every step keeps every activation
+      if "out of memory" not in str(e):
+        raise
+      row.update(speedup_vs_peer=None, peer_error="out of memory")
+      return extra, [row]
     add_peer([row], {row["name"]: peer_s}, peer_device(f"DiffPure's loop (autograd through every step; diffusers "
                                                        f"UNet2DModel + {cls_cfg.name})"))
   return extra, [row]

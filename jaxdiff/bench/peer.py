@@ -62,10 +62,12 @@ def _autocast(dtype):
 def peer_forward(model, x, t, dtype="float32"):
   """ε of the torch model (numpy NHWC) for model-space ``x`` NHWC and timesteps ``t`` [B]: the parity check."""
   import torch
-  model.eval()
+  dev = _device()
+  model.to(dev).eval()
   with torch.no_grad(), _autocast(dtype):
-    out = model(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)).float(), torch.from_numpy(np.array(t))).sample
-  return out.float().numpy().transpose(0, 2, 3, 1)
+    out = model(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)).float().to(dev),
+                torch.from_numpy(np.array(t)).to(dev)).sample
+  return out.float().cpu().numpy().transpose(0, 2, 3, 1)
 
 
 def bench_peer(model, shape, betas, *, dtype, iters, t_bar, samplers, compile=False):
