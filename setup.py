@@ -25,6 +25,8 @@ setup(
                  # the CLIP image tower parity test (Diff-Cleanse's encoder)
                  "transformers",
                  # the OpenAI improved/guided-diffusion UNetModel for the ADM parity test
-                 "guided-diffusion-sdk"],
+                 "guided-diffusion-sdk",
+                 # timm's VisionTransformer for the ViT-B/16 parity test (Carlini et al.'s classifier)
+                 "timm"],
     },
 )

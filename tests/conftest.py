@@ -74,3 +74,28 @@ def _build_tiny_exports(folder, size, channels):
                                           widths=(4,), dtype="float32"))
     clf = build_model(ccfg)
     export_model(os.path.join(folder, f"cnn{i}"), "classifier", ccfg, init_variables(clf, ccfg, jax.random.key(i)))
+
+
+def cifar_archive(path, n=12, is100=False):
+  """A CIFAR-10 (or -100) python tarball of random images at ``path``, as cs.toronto.edu ships it; returns
+  {member: (uint8 rows [n, 3072], labels)}."""
+  import io
+  import pickle
+  import tarfile
+
+  import numpy as np
+  rng = np.random.default_rng(0)
+  names = ["train", "test"] if is100 else [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+  root = "cifar-100-python" if is100 else "cifar-10-batches-py"
+  truth = {}
+  with tarfile.open(path, "w:gz") as tar:
+    for name in names:
+      x = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+      y = rng.integers(0, 100 if is100 else 10, n).tolist()
+      truth[name] = (x, y)
+      d = {b"data": x, (b"fine_labels" if is100 else b"labels"): y}
+      blob = pickle.dumps(d)
+      info = tarfile.TarInfo(f"{root}/{name}")
+      info.size = len(blob)
+      tar.addfile(info, io.BytesIO(blob))
+  return truth

@@ -68,3 +68,15 @@ def convert_openai_unet(pt_path, out_path, **create_model_kwargs):
   _, params = load_openai_unet(pt_path, **create_model_kwargs)
   atomic_write(out_path, save({k: np.ascontiguousarray(v) for k, v in flatten_params(params).items()}))
   return out_path
+
+
+def export_openai_unet(path, out_dir, **create_model_kwargs):
+  """Converts an OpenAI checkpoint (.pt or its safetensors) into a jaxdiff U-Net export (model name 'adm'), so
+  that ``config.purify.denoiser=out_dir`` purifies / denoises with it (the ε half of a learned-σ output)."""
+  import os
+
+  from jaxdiff.convert.export import export_model
+  _, params = load_openai_unet(path, **create_model_kwargs)
+  model_cfg = {"name": "adm", "in_channels": 3, "dtype": "float32", **create_model_kwargs}
+  export_model(out_dir, "unet", model_cfg, {"params": params}, {"source": os.path.basename(str(path))})
+  return out_dir

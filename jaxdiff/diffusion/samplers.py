@@ -22,7 +22,8 @@ device in float32.
 
 Steps between indices a > b, with ᾱ_a, ᾱ_b from ``Schedule.alpha_bar`` and λ = −log ᾱ:
 - ddpm: x_b ~ q(x_b | x_a, x̂0) (posterior of Ho et al. Eq. 6–7 for the respaced pair), variance β̃
-  ("posterior") or β' = 1 − ᾱ_a/ᾱ_b ("beta").
+  ("posterior"), β' = 1 − ᾱ_a/ᾱ_b ("beta") or exp(v log β' + (1 − v) log β̃) with v = (out + 1)/2 from the
+  network's second C channels ("learned", Nichol & Dhariwal 2021 Eq. 15).
 - ddim: x_b = √ᾱ_b x̂0 + √(1 − ᾱ_b − σ²) ε + σ z, σ = η √((1−ᾱ_b)/(1−ᾱ_a)) √(1 − ᾱ_a/ᾱ_b).
 - sde:  reverse VP-SDE in λ-time, Euler–Maruyama: x_b = x + h(½x − ε/√(1−ᾱ_a)) + √h z, h = λ_a − λ_b.
 - ode:  probability-flow ODE dx/dλ = −½x + ½ε/√(1−ᾱ); Euler or Heun (default) steps.
@@ -108,10 +109,15 @@ def _coefficients(sampler, alphas_cumprod, a, b, xp, *, variance="posterior", et
     beta = 1.0 - ratio
     c["coef_x0"] = xp.sqrt(ab_b) * beta / (1.0 - ab_a)
     c["coef_xt"] = xp.sqrt(ratio) * (1.0 - ab_b) / (1.0 - ab_a)
-    var = beta * (1.0 - ab_b) / (1.0 - ab_a) if variance == "posterior" else beta
-    if variance not in ("posterior", "beta"):
-      raise ValueError(f"unknown DDPM variance {variance!r}; use 'posterior' or 'beta'")
-    c["std"] = noise_scale * xp.sqrt(xp.maximum(var, 0.0))
+    if variance not in ("posterior", "beta", "learned"):
+      raise ValueError(f"unknown DDPM variance {variance!r}; use 'posterior', 'beta' or 'learned'")
+    post = beta * (1.0 - ab_b) / (1.0 - ab_a)
+    if variance == "learned":  # Nichol & Dhariwal Eq. 15: log σ² = v log β + (1 − v) log β̃, v = (out + 1)/2
+      tiny = xp.finfo(xp.float32).tiny  # β̃ = 0 only for a step into ᾱ = 1, which the chain never takes
+      c.update(log_beta=xp.log(xp.maximum(beta, tiny)), log_post=xp.log(xp.maximum(post, tiny)),
+               noise_scale=noise_scale * xp.ones_like(beta))
+    else:
+      c["std"] = noise_scale * xp.sqrt(xp.maximum(post if variance == "posterior" else beta, 0.0))
   elif sampler == "ddim":
     sigma = eta * xp.sqrt(xp.maximum((1.0 - ab_b) / (1.0 - ab_a) * (1.0 - ratio), 0.0))
     c.update(sqrt_ab_b=xp.sqrt(ab_b), sigma=noise_scale * sigma,
@@ -136,6 +142,15 @@ def _eps(eps_fn, x, t):
   return eps_fn(x, jnp.full((x.shape[0],), t, jnp.float32)).astype(jnp.float32)
 
 
+def _eps_and_v(eps_fn, x, t):
+  """(ε, v) of a learned-variance network: ``eps_fn`` returns 2C channels, ε first (the OpenAI split)."""
+  out = _eps(eps_fn, x, t)
+  if out.shape[-1] != 2 * x.shape[-1]:
+    raise ValueError(f"variance='learned' needs a network with 2C = {2 * x.shape[-1]} output channels (ε, v), "
+                     f"got {out.shape[-1]}: pass the whole output (eps_fn_of(model, params, learned_sigma=True))")
+  return out[..., :x.shape[-1]], out[..., x.shape[-1]:]
+
+
 def _x0(c, x, eps, clip):
   x0 = (x - c["sqrt_1m_ab"] * eps) / c["sqrt_ab"]
   return jnp.clip(x0, -1.0, 1.0) if clip else x0
@@ -144,6 +159,12 @@ def _x0(c, x, eps, clip):
 def _step(sampler, eps_fn, x, c, key, *, clip_x0, eta, solver, x0_prev=None):
   """One step x_a → x_b of ``sampler`` with the coefficient row ``c`` (see ``_coefficients``); returns x_b,
   and (x_b, x̂0_a) for dpm_solver++ (whose next step reads x̂0_a)."""
+  if "log_beta" in c:  # ddpm with the learned variance
+    eps, v = _eps_and_v(eps_fn, x, c["t"])
+    frac = (v + 1.0) / 2.0
+    std = c["noise_scale"] * jnp.exp(0.5 * (frac * c["log_beta"] + (1.0 - frac) * c["log_post"]))
+    x0 = _x0(c, x, eps, clip_x0)
+    return c["coef_x0"] * x0 + c["coef_xt"] * x + std * jax.random.normal(key, x.shape, x.dtype)
   eps = _eps(eps_fn, x, c["t"])
   if sampler == "dpm_solver++":
     x0 = _x0(c, x, eps, clip_x0)
@@ -175,7 +196,8 @@ def reverse(eps_fn, schedule: Schedule, x_t, *, key, t_start, sampler, num_steps
   ``mask`` is 1 are replaced by x_known noised to b (√ᾱ_b x_known + √(1−ᾱ_b) z); with ``until`` 0 they are
   also pasted into the result.
 
-  options: ddpm ``variance`` ("posterior" | "beta"); ddim ``eta`` (0.0); ode ``solver`` ("heun" | "euler");
+  options: ddpm ``variance`` ("posterior" | "beta" | "learned": the network returns 2C channels (ε, v) and the
+  step's log-variance interpolates log β and log β̃ of the (respaced) pair, as improved diffusion does); ddim ``eta`` (0.0); ode ``solver`` ("heun" | "euler");
   ddpm/ddim ``noise_scale`` multiplies the step noise (TrojDiff's γ); ``clip_x0`` clips x̂0 to [−1, 1] inside
   ddpm/ddim/dpm_solver++ steps and at the end (diffusers' ``clip_sample``).
   """
@@ -217,7 +239,8 @@ def reverse(eps_fn, schedule: Schedule, x_t, *, key, t_start, sampler, num_steps
   if steps:
     (x_t, key, _), _ = jax.lax.scan(body, (x_t, key, jnp.zeros_like(x_t)), {k: v[:steps] for k, v in coef.items()})
   last = {k: v[steps] for k, v in coef.items()}
-  x0 = _x0(last, x_t, _eps(eps_fn, x_t, last["t"]), clip_x0)
+  eps = _eps_and_v(eps_fn, x_t, last["t"])[0] if "log_beta" in last else _eps(eps_fn, x_t, last["t"])
+  x0 = _x0(last, x_t, eps, clip_x0)
   if known is not None and not known[2]:
     x0 = x0 + known[1] * (known[0] - x0)
   return x0

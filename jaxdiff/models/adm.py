@@ -43,6 +43,18 @@ class ADMConfig:
   dtype: Any = jnp.float32
 
 
+# ``create_model`` arguments of the public checkpoints (their model_and_diffusion_defaults + the flags they were
+# trained with): improved diffusion's CIFAR-10 model (Carlini et al.'s denoiser; cosine schedule, 4,000 steps) and
+# guided diffusion's ImageNet 256 × 256 unconditional model (DiffPure's; linear schedule, 1,000 steps).
+PUBLIC_CHECKPOINTS = {
+    "cifar10_uncond_50M_500K": dict(image_size=32, num_channels=128, num_res_blocks=3, channel_mult="1,2,2,2",
+                                    learn_sigma=True, attention_resolutions="16,8", dropout=0.3),
+    "256x256_diffusion_uncond": dict(image_size=256, num_channels=256, num_res_blocks=2, learn_sigma=True,
+                                     attention_resolutions="32,16,8", num_head_channels=64,
+                                     use_scale_shift_norm=True, resblock_updown=True),
+}
+
+
 def create_model_config(image_size, num_channels, num_res_blocks, channel_mult="", learn_sigma=False,
                         class_cond=False, attention_resolutions="16", num_heads=1, num_head_channels=-1,
                         num_heads_upsample=-1, use_scale_shift_norm=False, dropout=0.0, resblock_updown=False,

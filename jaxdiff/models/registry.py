@@ -7,10 +7,12 @@ they never import it (no cycle).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.models.adm import ADMUNet, create_model_config
 from jaxdiff.models.cnn import SimpleCNN
 from jaxdiff.models.densenet import DenseNet
 from jaxdiff.models.dla import DLA
@@ -18,7 +20,7 @@ from jaxdiff.models.resnet import BasicBlock, Bottleneck, ResNet, WideResNet
 from jaxdiff.models.shufflenet import ShuffleNetV2
 from jaxdiff.models.swin import Swin
 from jaxdiff.models.unet import UNet, UNetConfig
-from jaxdiff.models.vit import ViT
+from jaxdiff.models.vit import TimmViT, ViT
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -60,13 +62,29 @@ def vit_small(num_classes=10, patch=4, dim=384, depth=12, heads=6, dtype=jnp.flo
   return ViT(num_classes, patch, dim, depth, heads, 4, dtype)
 
 
+def _timm_vit(size, dim, heads):
+  def vit(num_classes=10, resolution=224, patch=16, dim=dim, depth=12, heads=heads, mlp_dim=0, mean=(0.5,) * 3,
+          std=(0.5,) * 3, resize="bilinear", dtype=jnp.float32):
+    return TimmViT(num_classes, resolution, patch, dim, depth, heads, mlp_dim or 4 * dim, tuple(mean), tuple(std),
+                   resize, dtype)
+  vit.__name__ = f"vit_{size}_patch16_224"
+  vit.__doc__ = (f"ViT-{size[0].upper()}/16 in timm's layout (``models.vit.TimmViT``; ViT-B/16 is Carlini et al.'s "
+                 "CIFAR-10 classifier); smaller resolution / depth / dim give the architecture at test size.")
+  return vit
+
+
+vit_tiny_patch16_224, vit_small_patch16_224, vit_base_patch16_224 = (
+    _timm_vit("tiny", 192, 3), _timm_vit("small", 384, 6), _timm_vit("base", 768, 12))
+
+
 def swin_tiny(num_classes=10, patch=2, window=4, dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24),
               dtype=jnp.float32):
   return Swin(num_classes, patch, window, dim, tuple(depths), tuple(heads), dtype)
 
 
 CLASSIFIERS = {f.__name__: f for f in (cnn, resnet18, resnet50, wrn18, wrn28_10, densenet121, dla34, shufflenetv2,
-                                        vit_small, swin_tiny)}
+                                        vit_small, swin_tiny, vit_tiny_patch16_224, vit_small_patch16_224,
+                                        vit_base_patch16_224)}
 # config.model keys that describe the input or the run, not the classifier constructor
 _NOT_CONSTRUCTOR_KEYS = ("name", "image_size", "in_channels", "dtype", "init_from")
 
@@ -101,8 +119,12 @@ def build_model(cfg):
     fields = {f.name for f in dataclasses.fields(UNetConfig)} - {"dtype"}
     kw = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in cfg.items() if k in fields}
     return UNet(UNetConfig(**kw, dtype=DTYPES[cfg.get("dtype", "float32")]))
+  if cfg.name == "adm":  # the OpenAI improved/guided-diffusion U-Net: create_model's keyword arguments
+    keys = set(inspect.signature(create_model_config).parameters) - {"dtype"}
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in keys}
+    return ADMUNet(create_model_config(**kw, dtype=DTYPES[cfg.get("dtype", "float32")]))
   if cfg.name not in CLASSIFIERS:
-    raise ValueError(f"unknown model {cfg.name!r}; choose 'unet' or a classifier: {classifier_names()}")
+    raise ValueError(f"unknown model {cfg.name!r}; choose 'unet', 'adm' or a classifier: {classifier_names()}")
   kw = {k: v for k, v in cfg.items() if k not in _NOT_CONSTRUCTOR_KEYS}
   return CLASSIFIERS[cfg.name](dtype=DTYPES[cfg.get("dtype", "float32")], **kw)
 
@@ -110,6 +132,6 @@ def build_model(cfg):
 def init_variables(model, cfg, key):
   """Initial variables ({'params', ...}) for an input of the configured image shape."""
   x = jnp.zeros((1, cfg.image_size, cfg.image_size, cfg.in_channels), jnp.float32)
-  if cfg.name in ("unet", "unet_config"):
+  if cfg.name in ("unet", "unet_config", "adm"):
     return jax.jit(model.init)(key, x, jnp.zeros((1,)))
   return jax.jit(lambda k, x: model.init(k, x, train=False))(key, x)

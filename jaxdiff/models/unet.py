@@ -184,9 +184,12 @@ def init_unet(cfg: UNetConfig, key, batch_size=1):
   return model, params
 
 
-def eps_fn_of(model, params):
+def eps_fn_of(model, params, learned_sigma=False):
   """ε_θ(x_t, t) of a U-Net module with ``params``, in eval mode: the ``eps_fn`` the samplers take. A learned-σ
-  model (the ADM U-Net, 2C output channels) contributes its ε half, the first C channels."""
+  model (the ADM U-Net, 2C output channels) contributes its ε half, the first C channels; with
+  ``learned_sigma=True`` the whole output (ε, v), for the DDPM sampler's ``variance="learned"``."""
+  if learned_sigma:
+    return lambda x, t: model.apply({"params": params}, x, t)
   return lambda x, t: model.apply({"params": params}, x, t)[..., :x.shape[-1]]
 
 

@@ -60,7 +60,7 @@ class Purifier:
   reproject_eps: float = 0.0  # > 0: x̂ projected into the ℓ∞ ball of this radius around x (DIFF2 Table 8)
 
   def eps_fn(self, params):
-    return eps_fn_of(self.denoiser, params)
+    return eps_fn_of(self.denoiser, params, learned_sigma=dict(self.options).get("variance") == "learned")
 
   def make_schedule(self):
     return diffusion.make_schedule(self.schedule, self.num_timesteps)

@@ -5,6 +5,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from conftest import cifar_archive
 from jaxdiff import data
 
 
@@ -19,28 +20,10 @@ def test_digits_source_real_images_resized():
   assert not set(map(bytes, te.images[:50])) & set(map(bytes, tr.images))
 
 
-def _cifar_archive(path, n=12, is100=False):
-  rng = np.random.default_rng(0)
-  names = ["train", "test"] if is100 else [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-  root = "cifar-100-python" if is100 else "cifar-10-batches-py"
-  truth = {}
-  with tarfile.open(path, "w:gz") as tar:
-    for name in names:
-      x = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
-      y = rng.integers(0, 100 if is100 else 10, n).tolist()
-      truth[name] = (x, y)
-      d = {b"data": x, (b"fine_labels" if is100 else b"labels"): y}
-      blob = pickle.dumps(d)
-      info = tarfile.TarInfo(f"{root}/{name}")
-      info.size = len(blob)
-      tar.addfile(info, io.BytesIO(blob))
-  return truth
-
-
 @pytest.mark.parametrize("is100", [False, True])
 def test_cifar_archive_source(tmp_path, is100):
   path = tmp_path / ("cifar-100-python.tar.gz" if is100 else "cifar-10-python.tar.gz")
-  truth = _cifar_archive(path, is100=is100)
+  truth = cifar_archive(path, is100=is100)
   tr = data.cifar_archive_source(str(path), "train")
   te = data.cifar_archive_source(str(path), "test")
   assert len(tr) == (12 if is100 else 60) and len(te) == 12 and tr.num_classes == (100 if is100 else 10)

@@ -161,3 +161,20 @@ def test_dpm_solver_pp_few_steps_close_to_exact():
   m, v = purified_moments(SCHED.alphas_cumprod[74], 0.8, MU, S, False)
   y = _purify("dpm_solver++", num_steps=10)
   assert abs(y.mean() - float(m)) < 0.005 and abs(y.var() / float(v) - 1) < 0.015
+
+
+COSINE = D.cosine_schedule(4000)  # improved diffusion's CIFAR-10 schedule
+
+
+@pytest.mark.parametrize("sampler", D.SAMPLERS)
+def test_purification_matches_closed_form_on_cosine_4000(sampler):
+  """The same closed form on the 4,000-step cosine schedule, t̄ = 300 (ᾱ ≈ 0.93, the noise level of t̄ = 75 of
+  the linear 1,000-step schedule): every index and a 30-step respacing."""
+  eps = D.gaussian_eps_fn(COSINE, MU, S)
+  x = jnp.full(SHAPE, 0.8)
+  m, v = purified_moments(COSINE.alphas_cumprod[299], 0.8, MU, S, STOCHASTIC[sampler])
+  for num_steps, tol in ((None, 0.05 if sampler == "ddpm" else 0.015), (30, 0.1 if sampler == "ddpm" else 0.03)):
+    f = jax.jit(lambda k: D.purify(eps, COSINE, x, key=k, t_bar=300, sampler=sampler, num_steps=num_steps))
+    y = np.asarray(f(jax.random.key(1)))
+    assert abs(y.mean() - float(m)) < 0.005, (num_steps, y.mean(), m)
+    assert abs(y.var() / float(v) - 1) < tol, (num_steps, y.var(), v)
