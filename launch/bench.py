@@ -16,6 +16,7 @@ program; ``--autoattack`` adds AutoAttack's programs).
   python launch/bench.py --suite=memory --size=cifar --batch=64 --samplers=ddpm     # compile only; CPU is enough
   python launch/bench.py --suite=memory --size=cifar --batch=64 --samplers=ddpm --remat=step --autoattack
   python launch/bench.py --suite=certify --size=digits --classifier=tiny --batch=500 --peer=torch
+  python launch/bench.py --suite=certify --pipeline=carlini --size=cifar --n=100000 --batch=500 --peer=torch
   python launch/bench.py --suite=attack --size=digits --classifier=tiny --batch=8 --peer=torch
   XLA_FLAGS=--xla_cpu_use_onednn=true python launch/bench.py --suite=ops --batch=8 --peer=torch
 """
@@ -38,6 +39,9 @@ flags.DEFINE_integer("n", 10_000, "certify: noise draws per image.")
 flags.DEFINE_enum("classifier", "resnet50", ["resnet50", "resnet18", "vit", "tiny"],
                   "certify / attack: classifier behind the denoiser.")
 flags.DEFINE_integer("pgd_steps", 20, "attack: PGD iterations.")
+flags.DEFINE_enum("pipeline", "", ["", "carlini"], "certify: carlini = Carlini et al.'s improved-diffusion ADM U-Net "
+                  "(cosine, 4,000 steps) + ViT-B/16 at 224 (--size=cifar: the full networks; tiny: CPU-test size); "
+                  "its peer is the OpenAI UNetModel + timm ViT. Carlini et al. ran N = 100,000.")
 flags.DEFINE_enum("peer", "", ["", "torch"], "unet / certify / attack: also time the PyTorch peer (same weights) in "
                   "this run; rows gain speedup_vs_peer = jaxdiff rate / peer rate.")
 flags.DEFINE_bool("peer_compile", False, "torch.compile the peer network.")
@@ -80,7 +84,10 @@ def main(argv):
       results += bench_attack_memory(ucfg, ccfg, batch, FLAGS.t_bar, FLAGS.samplers[0])
   elif FLAGS.suite == "certify":
     extra, results = bench_certify_models(ucfg, ccfg, batch=batch, n=FLAGS.n, dtype=FLAGS.dtype,
-                                          iters=FLAGS.iters, peer=FLAGS.peer)
+                                          iters=FLAGS.iters, peer=FLAGS.peer,
+                                          carlini=FLAGS.pipeline and ("cifar" if FLAGS.size == "cifar" else "tiny"))
+    if FLAGS.pipeline:
+      info.update(pipeline=FLAGS.pipeline, classifier="vit_base_patch16_224")
   else:
     from jaxdiff.bench.attack import bench_attack
     extra, results = bench_attack(ucfg, ccfg, batch=batch, t_bar=FLAGS.t_bar, steps=FLAGS.pgd_steps,

@@ -5,7 +5,7 @@ torch's weights-only loader; nothing is downloaded.
   python launch/convert.py --kind=openai --preset=cifar10_uncond_50M_500K --src=cifar10_uncond_50M_500K.pt --dst=DIR
   python launch/convert.py --kind=openai --preset=256x256_diffusion_uncond --src=256x256_diffusion_uncond.pt --dst=DIR
   python launch/convert.py --kind=openai --src=model.pt --dst=DIR --create_model='{"image_size": 64, ...}'
-  python launch/convert.py --kind=timm --src=model.safetensors --dst=DIR [--image_size=32]
+  python launch/convert.py --kind=timm --src=model.safetensors --dst=DIR [--image_size=32] [--normalize=imagenet]
 
 Exit status 2: the input was refused (missing file, tensors that do not match, a pickle that would run code).
 """
@@ -26,6 +26,9 @@ flags.DEFINE_string("preset", "", "openai: create_model arguments of a public ch
 flags.DEFINE_string("create_model", "", "openai: create_model keyword arguments as JSON (override the preset).")
 flags.DEFINE_integer("image_size", 32, "timm: the size of the images the classifier will be given (resized inside "
                      "to the checkpoint's resolution).")
+flags.DEFINE_enum("normalize", "inception", ["inception", "imagenet"], "timm: the input normalisation the "
+                  "checkpoint was trained with: inception (mean = std = 0.5, timm's ViT augreg) or imagenet "
+                  "(0.485/0.229 ..., DeiT and torchvision-style models).")
 flags.mark_flags_as_required(["kind", "src", "dst"])
 
 
@@ -51,7 +54,9 @@ def main(argv):
       export_openai_unet(f.src, f.dst, **kw)
     else:
       from jaxdiff.convert import convert_timm_vit
-      convert_timm_vit(f.src, f.dst, image_size=f.image_size)
+      norm = {"inception": ((0.5,) * 3, (0.5,) * 3),
+              "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}[f.normalize]
+      convert_timm_vit(f.src, f.dst, image_size=f.image_size, mean=norm[0], std=norm[1])
   except UserError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

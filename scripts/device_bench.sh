@@ -6,6 +6,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #       -d .whl ml_collections==1.1.0 diffusers==0.42.1 importlib_metadata    (each package the image lacks)
+#   pip wheel --no-deps -w .whl guided-diffusion-sdk==1.0.0   (sdist only on PyPI: the carlini suite's torch peer)
 # and there the script installs them from .whl before it runs (carry .whl with the call).
 # Suites (SUITES, space-separated, default all, in this order of priority), each cut off when BUDGET_S (default
 # 540 s) runs out so that a lease of fixed length returns what finished:
@@ -13,6 +14,8 @@
 #   certify_bf16 / certify_fp32  certification U-Net + ResNet-50 at N = 10,000 against Carlini et al.'s torch loop
 #   attack                     PGD-20 through 75-step DDPM purification against DiffPure's torch loop (fp32; batch 4:
 #                              the torch loop keeps ~200 MB of activations per image and network call)
+#   carlini                    Carlini et al.'s pipeline: improved-diffusion ADM (50M) + ViT-B/16 at 224, bf16, against the
+#                              OpenAI UNetModel + timm ViT in their loop (rate at N = 20,000; they certify N = 100,000)
 #   ops                        the per-op table
 # Seen on an H200 (2026-11-28, jax 0.11.2): a suite spends 1.5-3 min, most of it compiling (cuDNN autotuning), so a
 # 15-minute lease holds about three; the rows print to the log as they are measured.
@@ -49,11 +52,13 @@ suite() {  # suite NAME CAP_S ARGS...: one bench run, cut at min(CAP_S, time lef
   timeout -k 5 "$cap" $PY launch/bench.py "$@" --out="$OUT_DIR/${KIND}_${name}.json" >>"$LOG" 2>&1
   echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
 }
-want() { [[ " ${SUITES:-unet_bf16 certify_bf16 attack certify_fp32 unet_fp32 ops} " == *" $1 "* ]]; }
+want() { [[ " ${SUITES:-unet_bf16 certify_bf16 carlini attack certify_fp32 unet_fp32 ops} " == *" $1 "* ]]; }
 want unet_bf16 && suite "unet_${SIZE}_b${UBATCH}_bfloat16" 240 --suite=unet --size="$SIZE" --batch=$UBATCH \
     --dtype=bfloat16 --iters=5 --samplers=ddpm,ddim --peer=torch
 want certify_bf16 && suite "certify_${SIZE}_${CLS}_bfloat16" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
     --batch=$CBATCH --n=$N --dtype=bfloat16 --iters=2 --peer=torch
+want carlini && suite "certify_carlini_${SIZE}_bfloat16" 240 --suite=certify --pipeline=carlini --size="$SIZE" \
+    --batch=$(( CBATCH / 2 )) --n=$(( N * 2 )) --dtype=bfloat16 --iters=1 --peer=torch
 want attack && suite "attack_${SIZE}_pgd20_b${ABATCH}" 240 --suite=attack --size="$SIZE" --classifier=$CLS \
     --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch
 want certify_fp32 && suite "certify_${SIZE}_${CLS}_float32" 180 --suite=certify --size="$SIZE" --classifier=$CLS \

@@ -14,6 +14,7 @@ from jaxdiff import diffusion
 from jaxdiff.bench.timing import flops_of, throughput_record
 from jaxdiff.functional import jit_apply
 from jaxdiff.models import build_model, count_params, init_variables
+from jaxdiff.models.registry import DTYPES
 from jaxdiff.robust import DenoisedClassifier, denoising_timestep, sample_counts
 
 CLASSIFIERS = {"resnet50": dict(name="resnet50"), "resnet18": dict(name="resnet18"), "vit": dict(name="vit_small"),
@@ -57,10 +58,51 @@ def peer_parity(base, params, twins, shape, sigma, draws=64):
           "peer_label_agreement": float(np.mean(ours == theirs))}
 
 
-def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=0.5, iters=1, peer=""):
+# Carlini et al.'s CIFAR-10 pipeline (``--pipeline=carlini``): improved diffusion's 50M ADM U-Net (cosine schedule,
+# 4,000 steps, learned σ) + ViT-B/16 at 224; "tiny": the same architectures at CPU-test size.
+CARLINI = {"cifar": (dict(image_size=32, num_channels=128, num_res_blocks=3, channel_mult="1,2,2,2", learn_sigma=True,
+                          attention_resolutions="16,8", dropout=0.3), {}),
+           "tiny": (dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2", learn_sigma=True,
+                         attention_resolutions="16"), dict(resolution=64, dim=64, depth=1, heads=1))}
+
+
+def build_carlini_classifier(size, dtype="float32", peer="", key=0):
+  """(DenoisedClassifier, params, parameter count, torch twins or None, classifier config) of Carlini et al.'s
+  pipeline at ``size`` ("cifar" | "tiny"); with ``peer="torch"`` the weights are the torch twins' random ones."""
+  import ml_collections
+
+  from jaxdiff.models.adm import ADMUNet, create_model_config
+  adm_kw, vit_kw = CARLINI[size]
+  ccfg = ml_collections.ConfigDict(dict(name="vit_base_patch16_224", image_size=32, in_channels=3, num_classes=10,
+                                        dtype=dtype, **vit_kw))
+  unet, clf = ADMUNet(create_model_config(**adm_kw, dtype=DTYPES[dtype])), build_model(ccfg)
+  base = DenoisedClassifier(unet, clf, schedule="cosine", num_timesteps=4000)
+  twins = None
+  if peer:
+    from jaxdiff.bench.peer import torch_carlini_twins
+    full = ml_collections.ConfigDict({**dict(resolution=224, patch=16, dim=768, depth=12, heads=12, num_classes=10,
+                                             mean=(0.5,) * 3, std=(0.5,) * 3), **vit_kw})
+    *twins, params = torch_carlini_twins(adm_kw, full, seed=key)
+    twins = tuple(twins)
+  else:
+    x = jnp.zeros((1, 32, 32, 3))
+    params = {"denoiser": unet.init(jax.random.key(key), x, jnp.zeros((1,)))["params"],
+              "classifier": init_variables(clf, ccfg, jax.random.key(key + 1))}
+  nparams = count_params(params["denoiser"]) + count_params(params["classifier"]["params"])
+  return base, params, nparams, twins, ccfg
+
+
+def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=0.5, iters=1, peer="", carlini=""):
   """draws/s and s/image at N = n for our loop and for the host-loop baseline, in one run; ``peer="torch"`` adds
-  Carlini et al.'s PyTorch loop on the same weights and ``speedup_vs_peer`` to both rows."""
-  base, params, nparams, twins = build_denoised_classifier(unet_cfg, cls_cfg, peer=peer)
+  Carlini et al.'s PyTorch loop on the same weights and ``speedup_vs_peer`` to both rows. ``carlini`` ("cifar" |
+  "tiny"): instead of ``unet_cfg`` / ``cls_cfg``, the ADM U-Net + ViT-B/16 of ``build_carlini_classifier``."""
+  pipeline = bool(carlini)
+  if carlini:
+    base, params, nparams, twins, cls_cfg = build_carlini_classifier(carlini, dtype, peer)
+    unet_cfg = unet_cfg.copy_and_resolve_references()
+    unet_cfg.update(image_size=32, in_channels=3)
+  else:
+    base, params, nparams, twins = build_denoised_classifier(unet_cfg, cls_cfg, peer=peer)
   shape = (1, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels)
   x = jax.random.uniform(jax.random.key(2), shape)
   # Ours: one jitted loop over n draws of one image, `batch` draws per network call.
@@ -101,5 +143,6 @@ def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=
                                   t_star=denoising_timestep(sched, sigma), n=n, batch=batch, dtype=dtype)
     extra["peer_draws_per_sec"] = n / peer_s
     add_peer([rec_ours, rec_base], {"certify_jaxdiff": peer_s, "certify_host_loop_baseline": peer_s},
-             peer_device(f"Carlini et al.'s loop (diffusers UNet2DModel + {cls_cfg.name})"))
+             peer_device(f"Carlini et al.'s loop ("
+                         f"{'OpenAI UNetModel + timm ViT' if pipeline else 'diffusers UNet2DModel + ' + cls_cfg.name})"))
   return extra, [rec_ours, rec_base]

@@ -20,11 +20,16 @@ import numpy as np
 from jaxdiff.convert.diffusers import convert_state_dict, diffusers_config
 
 
-def import_diffusers():
-  """diffusers, importable beside PyPI's torchvision wheel: that wheel is built against the CUDA torch, so with
-  the CPU build its fake-kernel registrations fail at import (and diffusers imports torchvision). The peers are
-  plain torch.nn: skip the registrations (tests/conftest.py does the same)."""
+def _skip_torchvision_registrations():
+  """PyPI's torchvision wheel is built against the CUDA torch, so beside the CPU build its fake-kernel
+  registrations fail at import (diffusers and timm import torchvision). The peers are plain torch.nn: skip the
+  registrations (tests/conftest.py does the same)."""
   sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+
+
+def import_diffusers():
+  """diffusers, importable beside PyPI's torchvision wheel (``_skip_torchvision_registrations``)."""
+  _skip_torchvision_registrations()
   import diffusers
   return diffusers
 
@@ -305,3 +310,56 @@ def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1):
       xa = torch.min(torch.max(xa.detach() + step * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
     xa.cpu()
   return timed(attack, iters, warmup=0)
+
+
+def torch_carlini_twins(adm_kwargs, vit_cfg, seed=0):
+  """Carlini et al.'s CIFAR-10 pipeline in torch and in jaxdiff with the same random weights: the OpenAI
+  ``UNetModel`` (guided-diffusion-sdk, ``create_model(**adm_kwargs)``) and timm's ``VisionTransformer`` (``vit_cfg``:
+  a TimmViT config block). Returns (torch U-Net twin whose ``(x, t).sample`` is the ε half, torch classifier twin
+  taking 32 × 32 pixels and resizing / normalising like TimmViT, {'denoiser': params, 'classifier': variables})."""
+  import jax
+  import jax.numpy as jnp
+  import torch
+  from guided_diffusion.script_util import create_model
+  _skip_torchvision_registrations()
+  from timm.models.vision_transformer import VisionTransformer
+
+  from jaxdiff.convert.openai import params_from_openai_state
+  from jaxdiff.convert.timm import params_from_timm_state
+  from jaxdiff.models.adm import ADMUNet, create_model_config
+
+  torch.manual_seed(seed)
+  unet = create_model(**adm_kwargs).eval()
+  vit = VisionTransformer(img_size=vit_cfg.resolution, patch_size=vit_cfg.patch, embed_dim=vit_cfg.dim,
+                          depth=vit_cfg.depth, num_heads=vit_cfg.heads, num_classes=vit_cfg.num_classes).eval()
+  with torch.no_grad():  # the OpenAI code and timm zero-initialise output layers: perturb so every branch counts
+    for p in list(unet.parameters()) + list(vit.parameters()):
+      p.add_(0.02 * torch.randn_like(p))
+  cfg = create_model_config(**adm_kwargs)
+  x = jnp.zeros((1, cfg.image_size, cfg.image_size, cfg.in_channels))
+  template = jax.eval_shape(ADMUNet(cfg).init, jax.random.key(0), x, jnp.zeros((1,), jnp.int32))["params"]
+  numpy_state = lambda m: {k: v.detach().numpy() for k, v in m.state_dict().items()}
+  params = {"denoiser": params_from_openai_state(numpy_state(unet), template),
+            "classifier": {"params": params_from_timm_state(numpy_state(vit))}}
+  mean, std = torch.tensor(vit_cfg.mean).view(1, 3, 1, 1), torch.tensor(vit_cfg.std).view(1, 3, 1, 1)
+
+  class EpsHalf(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.net = unet
+
+    def forward(self, x, t):
+      return types.SimpleNamespace(sample=self.net(x, t)[:, :x.shape[1]])
+
+  class Resized(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.net, self.head = vit, vit.head
+      self.register_buffer("mean", mean)
+      self.register_buffer("std", std)
+
+    def forward(self, x):
+      x = torch.nn.functional.interpolate(x, size=(vit_cfg.resolution,) * 2, mode="bilinear", align_corners=False)
+      return self.net((x - self.mean) / self.std)
+
+  return EpsHalf(), Resized(), params

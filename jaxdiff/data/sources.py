@@ -63,7 +63,10 @@ class TfdsSource:
 
   def get(self, idx):
     exs = [self.ds[int(i)] for i in np.asarray(idx).reshape(-1)]
-    if self.name == "celeb_a":
+    if self.name == "imagenet2012":  # any size: the central square resized (DiffPure / Carlini: 256 → crop 256)
+      imgs = np.stack([_center_crop_resize(e["image"], self.image_size or 256) for e in exs])
+      labels = np.array([e["label"] for e in exs], np.int32)
+    elif self.name == "celeb_a":
       imgs = np.stack([_center_crop_resize(e["image"], self.image_size or 64) for e in exs])
       bits = [[bool(e["attributes"][a]) for a in CELEBA_ATTRS] for e in exs]
       labels = np.array([sum(b << k for k, b in enumerate(reversed(bs))) for bs in bits], np.int32)
@@ -87,7 +90,8 @@ def _center_crop_resize(img, size):
   return _resize(img[top:top + s, left:left + s], size)
 
 
-TFDS_CLASSES = {"cifar10": 10, "cifar100": 100, "celeb_a": 8, "mnist": 10}
+TFDS_CLASSES = {"cifar10": 10, "cifar100": 100, "celeb_a": 8, "mnist": 10, "imagenet2012": 1000}
+_TFDS_SPLITS = {("imagenet2012", "test"): "validation"}  # ImageNet's labelled held-out split
 
 
 def _offline_help(name, data_dir):
@@ -107,7 +111,7 @@ def tfds_source(name, split, data_dir=None, image_size=None):
   if name not in TFDS_CLASSES:
     raise ConfigError(f"unsupported tfds dataset {name!r}; supported: {sorted(TFDS_CLASSES)}")
   try:
-    ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    ds = tfds.data_source(name, split=_TFDS_SPLITS.get((name, split), split), data_dir=data_dir, download=False)
   except Exception as e:  # tfds raises several types for "not prepared"
     raise MissingFileError(_offline_help(name, data_dir)) from e
   return TfdsSource(ds, name, TFDS_CLASSES[name], image_size)

@@ -2,4 +2,4 @@
 from jaxdiff.models.layers import penultimate_features
 from jaxdiff.models.registry import (CLASSIFIERS, build_model, classifier_names, init_variables, unet_config,
                                      unet_config_dict)
-from jaxdiff.models.unet import UNet, UNetConfig, count_params, ddpm_cifar10, eps_fn_of, init_unet
+from jaxdiff.models.unet import UNet, UNetConfig, count_params, ddpm_cifar10, eps_apply, eps_fn_of, init_unet

@@ -193,5 +193,15 @@ def eps_fn_of(model, params, learned_sigma=False):
   return lambda x, t: model.apply({"params": params}, x, t)[..., :x.shape[-1]]
 
 
+def eps_apply(model):
+  """``apply(variables, x, t, **kw)`` of a denoiser that returns the ε half of a learned-σ output (2C channels, ε
+  first) and the whole output otherwise: what fine-tuning losses compare with the noise. The σ half gets no
+  gradient from them (improved diffusion trains it with its L_vlb term, which no loss here has)."""
+  def apply(variables, x, t, **kw):
+    out = model.apply(variables, x, t, **kw)
+    return out[..., :x.shape[-1]] if out.shape[-1] == 2 * x.shape[-1] else out
+  return apply
+
+
 def count_params(tree) -> int:
   return int(sum(x.size for x in jax.tree_util.tree_leaves(tree)))

@@ -27,7 +27,7 @@ from jaxdiff.convert import export_model
 from jaxdiff.data import make_source
 from jaxdiff.fingerprints import canonical, check_or_record
 from jaxdiff.metrics import fid, mse_attack_success_rate, mse_per_sample, ssim_per_sample
-from jaxdiff.models import eps_fn_of
+from jaxdiff.models import eps_apply, eps_fn_of
 from jaxdiff.parallel import make_mesh
 from jaxdiff.progress import progress
 from jaxdiff.report import markdown_table, plot_bars, plot_panels, save_grid, write_report
@@ -88,7 +88,7 @@ def backdoor(config, workdir, model, model_meta, clean_params, trigger, target):
 
   state, _ = fit(model, {"params": clean_params}, loss, make_source(config.data, "train"), config=config,
                  workdir=os.path.join(workdir, "finetune"), mesh=make_mesh(), fingerprint=fp, export=export,
-                 desc="baddiffusion fine-tune")
+                 desc="baddiffusion fine-tune", apply_fn=eps_apply(model))
   return state.ema_params if config.train.use_ema else state.params
 
 

@@ -59,7 +59,9 @@ def purifier_from_config(config, denoiser, sampler, **override):
   p = config.purify
   pur = Purifier(denoiser, t_bar=p.t_bar, sampler=sampler, num_steps=sampler_steps(p, sampler), gradient=p.gradient,
                  remat=p.remat, schedule=p.diffusion.schedule, num_timesteps=p.diffusion.num_timesteps,
-                 reproject_eps=float(p.reproject_eps))
+                 reproject_eps=float(p.reproject_eps),
+                 options=(("variance", p.ddpm_variance),) if sampler == "ddpm" and p.ddpm_variance != "posterior"
+                 else ())
   return pur.replace(**override)
 
 

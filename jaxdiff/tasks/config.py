@@ -155,7 +155,7 @@ def get_config():
 
 TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo", "scan",
          "defend_zoo")
-DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "cifar10_archive", "cifar100_archive", "digits", "digits_rings",
+DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "imagenet2012", "cifar10_archive", "cifar100_archive", "digits", "digits_rings",
             "synthetic")
 _training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion", "zoo")
 
@@ -215,6 +215,7 @@ def add_evaluation(c, *, denoiser, classifier, samplers=("ddpm",), t_bar=75, num
       denoiser=denoiser, dtype="", samplers=tuple(samplers), t_bar=t_bar, num_steps=num_steps,
       sampler_steps={"ddpm": 0, "ddim": 0, "sde": 0, "ode": 0, "dpm_solver++": 0},  # per-sampler override of num_steps (0: use it)
       gradient="full", remat=True, diffusion=dict(schedule="linear", num_timesteps=1000),
+      ddpm_variance="posterior",  # DDPM step variance: posterior β̃ | beta β | learned (ADM's learned-σ output)
       reproject_eps=0.0,  # > 0: re-projection defence, x̂ kept in the ℓ∞ ball of this radius around x (Table 8)
       one_step=False))  # DIFF2 Table 7: also evaluate one-shot x̂0 from t̄
   c.attack = ml_collections.ConfigDict(dict(
@@ -246,6 +247,7 @@ EVALUATION_RULES = [
     *[Rule(f"purify.sampler_steps.{s}", _steps_fit(s), "must be ≤ purify.t_bar") for s in ("ddpm", "ddim")],
     one_of("purify.gradient", ("full", "bpda")),
     one_of("purify.diffusion.schedule", ("linear", "cosine")),
+    one_of("purify.ddpm_variance", ("posterior", "beta", "learned")),
     integer("purify.diffusion.num_timesteps", 2),
     number("attack.eps", 0),
     one_of("attack.norm", ("linf", "l2")),

@@ -18,7 +18,7 @@ from jaxdiff.backdoor import anp, inversion, pruning
 from jaxdiff.convert import load_clip_vision, load_model, resolve_path
 from jaxdiff.data import ArraySource, host_batches, make_source
 from jaxdiff.errors import ConfigError
-from jaxdiff.models import eps_fn_of, penultimate_features
+from jaxdiff.models import eps_apply, eps_fn_of, penultimate_features
 from jaxdiff.models.clip import CLIPVision, clip_preprocess
 from jaxdiff.parallel import make_mesh
 from jaxdiff.progress import progress
@@ -103,7 +103,7 @@ def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, samp
 
 def elijah(s, model, params, d, shape, key, sampler):
   """(τ [H, W, C], scores {uniformity, total_variation, loss, sampler}, samples from ε + τ) of Elijah."""
-  tau, losses = inversion.elijah_invert(params, shape, jax.random.fold_in(key, 0), eps_fn=eps_apply(model),
+  tau, losses = inversion.elijah_invert(params, shape, jax.random.fold_in(key, 0), eps_fn=_eps_params(model),
                                         t_last=d["num_timesteps"] - 1, iterations=s.elijah_iterations,
                                         batch=s.batch, lam=s.elijah_lambda)
   fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
@@ -166,13 +166,15 @@ def taylor_scores(config, model, params, d, images, trigger, key):
   schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   t_from = int(round(s.taylor_threshold * d["num_timesteps"]))
   x0 = jnp.asarray(2.0 * images[:s.taylor_batch] - 1.0)
-  return pruning.importance_scores(eps_apply(model), params, schedule, x0, key, trigger, t_from)
+  return pruning.importance_scores(_eps_params(model), params, schedule, x0, key, trigger, t_from)
 
 
 @functools.lru_cache(maxsize=8)
-def eps_apply(model):
-  """``(params, x, t) -> ε`` of ``model``, one function object per architecture (a static jit argument)."""
-  return lambda p, x, t: model.apply({"params": p}, x, t)
+def _eps_params(model):
+  """``(params, x, t) -> ε`` of ``model`` (the ε half of a learned-σ output), one function object per
+  architecture (a static jit argument)."""
+  apply = eps_apply(model)
+  return lambda p, x, t: apply({"params": p}, x, t)
 
 
 def anp_sweep(block, model, params, schedule, data, seed, key, desc):
@@ -185,7 +187,7 @@ def anp_sweep(block, model, params, schedule, data, seed, key, desc):
                                                                   block.anp_iterations)]
   for lr in block.anp_lrs:
     bar = progress(total=len(batches), desc=f"{desc} ANP lr {lr:g}")
-    masks = anp.anp_masks(eps_apply(model), params, schedule, batches, key, eps=block.anp_eps, steps=block.anp_steps,
+    masks = anp.anp_masks(_eps_params(model), params, schedule, batches, key, eps=block.anp_eps, steps=block.anp_steps,
                           alpha=block.anp_alpha, lr=float(lr), callback=lambda i, _: bar.update(1))
     bar.close()
     pruned_params, pruned = anp.anp_prune(params, masks, block.anp_threshold)
@@ -215,5 +217,5 @@ def repair(config, model, params, d, images, scores, *, method, ratio, reference
                  weight_decay=0.0)
   source = ArraySource(np.asarray(images, np.float32), np.zeros(len(images), np.int32), 1)
   state, _ = fit(model, {"params": params}, loss, source, config=c, workdir=workdir, mesh=make_mesh(),
-                 fingerprint=fingerprint, frozen=frozen, desc=desc)
+                 fingerprint=fingerprint, frozen=frozen, desc=desc, apply_fn=eps_apply(model))
   return pruning.apply_mask(state.params, mask), fraction, worst

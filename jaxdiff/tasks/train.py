@@ -10,6 +10,7 @@ from jaxdiff.attacks import adversarial_loss
 from jaxdiff.convert import export_model
 from jaxdiff.data import eval_batches, make_source
 from jaxdiff.io import MetricWriter
+from jaxdiff.models import eps_apply
 from jaxdiff.parallel import make_mesh
 from jaxdiff.report import save_grid
 from jaxdiff.tasks.common import fingerprint, init_or_load, make_sampler_fn, schedule_from_config
@@ -56,7 +57,7 @@ def train_ddpm(config, workdir):
                  {"diffusion": config.diffusion.to_dict(), "steps": int(st.step)})
 
   return _fit(config, workdir, src, model, variables, diffusion_loss(schedule), "train_ddpm",
-              callbacks=[(config.train.sample_every, write_samples)], export=export)
+              callbacks=[(config.train.sample_every, write_samples)], export=export, apply_fn=eps_apply(model))
 
 
 def evaluate_classifier(model, variables, source, batch_size=500):

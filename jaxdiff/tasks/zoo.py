@@ -24,6 +24,7 @@ from jaxdiff.convert import export_model, load_model
 from jaxdiff.data import make_source
 from jaxdiff.fingerprints import canonical
 from jaxdiff.io import atomic_write, write_json
+from jaxdiff.models import eps_apply
 from jaxdiff.parallel import make_mesh
 from jaxdiff.progress import progress
 from jaxdiff.report import markdown_table, save_grid
@@ -93,7 +94,7 @@ def build(config, workdir, name, spec, model, variables, model_meta):
     ckpt_fp["spec"] = {k: v for k, v in fp["spec"].items() if k != "steps"}  # a longer run resumes
     state, finished = fit(model, {"params": variables["params"]}, loss, make_source(config.data, "train"),
                           config=run_cfg, workdir=os.path.join(workdir, "runs", name), mesh=make_mesh(),
-                          fingerprint=ckpt_fp, frozen=frozen, desc=f"zoo {name}")
+                          fingerprint=ckpt_fp, frozen=frozen, desc=f"zoo {name}", apply_fn=eps_apply(model))
     if not finished:  # stopped at train.stop_at: nothing is exported; a rerun continues
       return None
     params = state.ema_params if config.train.use_ema else state.params

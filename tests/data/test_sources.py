@@ -72,6 +72,17 @@ def test_tfds_cifar10_and_celeba_with_mock_data():
     raw = [celeb.ds[i]["attributes"] for i in range(3)]
     want = [4 * bool(a["Heavy_Makeup"]) + 2 * bool(a["Mouth_Slightly_Open"]) + bool(a["Smiling"]) for a in raw]
     np.testing.assert_array_equal(y, want)
+    # ImageNet: images of any size, the central square resized; "test" reads the validation split.
+    inet = data.tfds_source("imagenet2012", "test", image_size=24)
+    x, y = inet.get(np.arange(3))
+    assert x.shape == (3, 24, 24, 3) and inet.num_classes == 1000 and np.all((0 <= y) & (y < 1000))
+    raw = inet.ds[1]["image"]
+    h, w = raw.shape[:2]
+    s = min(h, w)
+    crop = raw[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    from PIL import Image
+    want = np.asarray(Image.fromarray(crop).resize((24, 24), Image.BILINEAR), np.float32) / 255
+    np.testing.assert_array_equal(x[1], want)
 
 
 def test_synthetic_source_deterministic():

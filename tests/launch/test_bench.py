@@ -39,6 +39,19 @@ def test_bench_unet_and_certify_json(tmp_path):
     assert "Carlini" in r["peer_device"]
 
 
+def test_bench_certify_carlini_pipeline_json(tmp_path):
+  """--pipeline=carlini: the ADM U-Net (learned σ, cosine 4,000) + ViT in timm's layout against the OpenAI
+  UNetModel + timm ViT on the same weights, at CPU-test size."""
+  c = _bench("--suite=certify", "--pipeline=carlini", "--size=tiny", "--batch=16", "--n=32", "--iters=1",
+             "--peer=torch", out=str(tmp_path / "c.json"))
+  assert c["pipeline"] == "carlini" and c["classifier"] == "vit_base_patch16_224"
+  assert c["peer_classifier_rel_diff"] < 1e-5 and c["peer_label_agreement"] >= 0.95
+  for r in c["results"]:
+    assert r["n"] == 32 and r["draws_per_sec"] > 0
+    assert abs(r["speedup_vs_peer"] - r["peer_seconds_per_call"] / r["seconds_per_call"]) < 1e-9
+    assert "OpenAI UNetModel + timm ViT" in r["peer_device"]
+
+
 def test_bench_attack_json(tmp_path):
   a = _bench("--suite=attack", "--size=tiny", "--classifier=tiny", "--batch=2", "--t_bar=3", "--pgd_steps=2",
              "--iters=1", "--peer=torch", out=str(tmp_path / "a.json"))

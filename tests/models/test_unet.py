@@ -32,3 +32,23 @@ def test_tiny_unet_shapes_dropout_and_bf16():
   assert out16.dtype == jnp.float32
   assert float(jnp.abs(out16 - out).max()) < 0.05 * float(jnp.abs(out).max()) + 0.05
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
+
+
+def test_eps_apply_takes_the_eps_half_of_a_learned_sigma_output():
+  import flax.linen as nn
+
+  from jaxdiff.models import eps_apply
+
+  class Net(nn.Module):
+    out: int
+
+    @nn.compact
+    def __call__(self, x, t, train=False):
+      return nn.Dense(self.out)(x) + t[:, None, None, None]
+
+  x, t = jnp.ones((2, 4, 4, 3)), jnp.array([1.0, 2.0])
+  for out in (3, 6):
+    net = Net(out)
+    v = net.init(jax.random.key(0), x, t)
+    full = net.apply(v, x, t)
+    np.testing.assert_array_equal(eps_apply(net)(v, x, t), full[..., :3])

@@ -86,3 +86,70 @@ def test_convert_refuses_bad_arguments(tmp_path):
   assert rc == 2 and "num_chanels" in err
   rc, err = _convert("--kind=timm", f"--src={tmp_path / 'bad.pt'}", f"--dst={tmp_path / 'out'}")
   assert rc == 2 and "cls_token" in err and not os.path.exists(tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def imagenet_models(tmp_path_factory):
+  """A tiny learned-σ ADM (32 × 32) and a tiny timm ViT with 1,000 classes, converted to exports."""
+  tmp = tmp_path_factory.mktemp("imagenet_models")
+  torch.manual_seed(1)
+  adm = script_util.create_model(**{**ADM, "dropout": 0.0}).eval()
+  with torch.no_grad():
+    for p in adm.parameters():
+      p.add_(0.02 * torch.randn_like(p))
+  torch.save(adm.state_dict(), tmp / "adm.pt")
+  from timm.models.vision_transformer import VisionTransformer
+  vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=1, num_heads=1, num_classes=1000)
+  torch.save(vit.state_dict(), tmp / "vit.pt")
+  assert _convert("--kind=openai", f"--src={tmp / 'adm.pt'}", f"--dst={tmp / 'adm'}",
+                  f"--create_model={json.dumps({**ADM, 'dropout': 0.0})}")[0] == 0
+  assert _convert("--kind=timm", f"--src={tmp / 'vit.pt'}", f"--dst={tmp / 'vit'}", "--normalize=imagenet")[0] == 0
+  return str(tmp / "adm"), str(tmp / "vit")
+
+
+def _imagenet(name, models):
+  import importlib
+  c = importlib.import_module(f"configs.{name}").get_config()
+  assert (c.data.name, c.data.image_size, c.data.num_classes) == ("imagenet2012", 256, 1000)
+  c.data.image_size = 32  # the mock images, resized; the tiny models are 32 × 32
+  c.purify.denoiser, c.classifier.path = models
+  c.eval.update(num_examples=2, stride=1, batch_size=2)
+  return c
+
+
+@pytest.mark.parametrize("name", ["certify_imagenet_carlini", "purify_imagenet"])
+def test_imagenet_configs_run_end_to_end_on_mock_imagenet(tmp_path, imagenet_models, name):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from jaxdiff import tasks
+  c = _imagenet(name, imagenet_models)
+  if name == "certify_imagenet_carlini":
+    c.certify.update(sigmas=(0.5,), n=8, n0=4, batch_size=8)
+  else:
+    assert c.purify.ddpm_variance == "learned" and c.purify.t_bar == 150
+    c.purify.update(num_steps=2)
+    c.attack.update(pgd_steps=1, autoattack=False, eot=1)
+  with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+    r = tasks.run(c, str(tmp_path / "wd"))
+  assert r["num_examples"] == 2
+  if name == "purify_imagenet":
+    assert set(r["purification"]) == {"ddpm", "sde"}
+    assert all(0 <= r["purification"][s]["pgd_acc"] <= 1 for s in ("ddpm", "sde"))
+  else:
+    assert len(r["certified_accuracy"]["σ = 0.5"]) == len(c.certify.radii)
+
+
+@pytest.mark.slow  # ~80 s of CPU compiles (the digits DIFF2 test covers the pipeline in the fast tier)
+def test_diff2_imagenet_config_runs_end_to_end_on_mock_imagenet(tmp_path, imagenet_models):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from jaxdiff import tasks
+  c = _imagenet("diff2_imagenet", imagenet_models)
+  assert c.purify.ddpm_variance == "learned" and c.certify.n == 0
+  c.purify.update(num_steps=2)
+  c.diff2.update(surrogates=(imagenet_models[1],), trigger_steps=2, trigger_batch=4)
+  c.train.update(num_steps=2, batch_size=4, log_every=1, checkpoint_every=1)
+  c.attack.update(pgd_steps=1, eot=1)
+  c.eval.update(robust_examples=2)
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    r = tasks.run(c, str(tmp_path / "wd"))
+  res = r["purification"]["ddpm"]
+  assert {"benign", "backdoored"} <= set(res) and 0 <= res["backdoored"]["asr"] <= 1

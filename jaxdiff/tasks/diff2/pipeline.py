@@ -23,6 +23,7 @@ from jaxdiff.data import host_batches, make_source, prefetch
 from jaxdiff.fingerprints import canonical, check_or_record
 from jaxdiff.functional import Apply
 from jaxdiff.io import MetricWriter, atomic_write
+from jaxdiff.models import eps_apply
 from jaxdiff.parallel import make_mesh
 from jaxdiff.report import save_grid, write_report
 from jaxdiff.tasks.common import (eval_subset, fingerprint, load_classifier, load_denoiser, reuse_export,
@@ -118,7 +119,7 @@ def finetune(config, workdir, trigger, surrogates, src, mesh, schedule):
                   "steps": int(state.step)})
 
   state, _ = fit(model, {"params": params}, loss, src, config=config, workdir=out, mesh=mesh, fingerprint=fp,
-                 frozen=frozen, export=export, desc="diff2 fine-tune")
+                 frozen=frozen, export=export, desc="diff2 fine-tune", apply_fn=eps_apply(model))
   return _final(config, state)
 
 
