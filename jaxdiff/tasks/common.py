@@ -13,6 +13,7 @@ from jaxdiff.convert import load_model, model_digest
 from jaxdiff.fingerprints import OVERWRITE_HINT, differences
 from jaxdiff.io import is_writer
 from jaxdiff.data import make_source
+from jaxdiff.errors import ConfigError
 from jaxdiff.models import build_model, eps_fn_of, init_variables, penultimate_features
 from jaxdiff.robust import Purifier
 from jaxdiff.train import IncompatibleCheckpointError
@@ -44,6 +45,11 @@ def load_denoiser(config):
   """(U-Net module, params, meta) of ``config.purify.denoiser`` (a jaxdiff export or a diffusers folder)."""
   model, variables, meta = load_model(config.purify.denoiser, dtype=config.purify.dtype or None, kind="unet",
                                       what="config.purify.denoiser")
+  mcfg = meta.get("model", {})
+  if config.purify.get("ddpm_variance") == "learned" and not (mcfg.get("name") == "adm" and mcfg.get("learn_sigma")):
+    raise ConfigError(f"purify.ddpm_variance = 'learned' needs a learned-σ denoiser (an OpenAI ADM export with "
+                      f"learn_sigma, launch/convert.py --kind=openai); {config.purify.denoiser!r} predicts ε only: "
+                      "use 'posterior' or 'beta'")
   return model, variables["params"], meta
 
 

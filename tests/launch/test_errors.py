@@ -33,6 +33,8 @@ def _refused(*args):
     ("purify_cifar", "--config.eval.num_examples=1", "config.classifier.path is empty: it must name an existing"),
     ("certify_digits", "--config.classifier.path=assets:digits/ddpm",
      "config.classifier.path = 'assets:digits/ddpm' is a unet export, but a classifier is needed here"),
+    ("purify_digits", "--config.purify.ddpm_variance=learned",
+     "purify.ddpm_variance = 'learned' needs a learned-σ denoiser (an OpenAI ADM export"),
     ("zoo_digits", "--config.zoo.models.bd_stop_hat.psi=0.5",
      "config.zoo.models.bd_stop_hat.psi = 0.5: must be 1 except for villandiffusion"),
     ("zoo_digits", "--config.zoo.sample_steps['dpm_solver++']=0",  # keys with '+' are addressed by subscript
@@ -87,7 +89,8 @@ def test_every_shipped_config_validates_or_names_what_to_supply():
   names = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "configs")) if n.endswith(".py") and n != "default.py")
   for name in names:
     c = importlib.import_module(f"configs.{name}").get_config()
-    if "cifar" in name or "celebahq" in name:  # the user supplies the files: the first missing one is named
+    if "cifar" in name or "celebahq" in name or "imagenet" in name:  # the user supplies the files: the first
+      # missing one is named
       with pytest.raises(ConfigError, match=r"config\.(classifier\.path|purify\.denoiser|data\.path|model\.init_from|"
                                             r"baddiffusion\.inception_weights) is empty"):
         if "cifar" in name:
