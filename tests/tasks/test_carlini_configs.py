@@ -138,6 +138,7 @@ def test_imagenet_configs_run_end_to_end_on_mock_imagenet(tmp_path, imagenet_mod
     assert len(r["certified_accuracy"]["σ = 0.5"]) == len(c.certify.radii)
 
 
+@pytest.mark.slow  # ~80 s of CPU compiles; the digits DIFF2 test runs the same pipeline in the fast tier
 def test_diff2_imagenet_config_runs_end_to_end_on_mock_imagenet(tmp_path, imagenet_models):
   tfds = pytest.importorskip("tensorflow_datasets")
   from jaxdiff import tasks
