@@ -42,7 +42,10 @@ def main(argv):
       from jaxdiff.convert import export_openai_unet
       if f.preset and f.preset not in PUBLIC_CHECKPOINTS:
         raise UserError(f"--preset={f.preset!r}: choose one of {sorted(PUBLIC_CHECKPOINTS)} or pass --create_model")
-      kw = {**PUBLIC_CHECKPOINTS.get(f.preset, {}), **(json.loads(f.create_model) if f.create_model else {})}
+      try:
+        kw = {**PUBLIC_CHECKPOINTS.get(f.preset, {}), **(json.loads(f.create_model) if f.create_model else {})}
+      except (json.JSONDecodeError, TypeError) as e:
+        raise UserError(f"--create_model must be a JSON object of create_model arguments ({e})") from e
       if not kw:
         raise UserError("--kind=openai needs --preset or --create_model (the checkpoint's create_model arguments)")
       import inspect

@@ -14,6 +14,7 @@ from jaxdiff import diffusion
 from jaxdiff.bench.timing import flops_of, throughput_record
 from jaxdiff.functional import jit_apply
 from jaxdiff.models import build_model, count_params, init_variables
+from jaxdiff.models.adm import ADMUNet, PUBLIC_CHECKPOINTS, create_model_config
 from jaxdiff.models.registry import DTYPES
 from jaxdiff.robust import DenoisedClassifier, denoising_timestep, sample_counts
 
@@ -60,8 +61,7 @@ def peer_parity(base, params, twins, shape, sigma, draws=64):
 
 # Carlini et al.'s CIFAR-10 pipeline (``--pipeline=carlini``): improved diffusion's 50M ADM U-Net (cosine schedule,
 # 4,000 steps, learned σ) + ViT-B/16 at 224; "tiny": the same architectures at CPU-test size.
-CARLINI = {"cifar": (dict(image_size=32, num_channels=128, num_res_blocks=3, channel_mult="1,2,2,2", learn_sigma=True,
-                          attention_resolutions="16,8", dropout=0.3), {}),
+CARLINI = {"cifar": (PUBLIC_CHECKPOINTS["cifar10_uncond_50M_500K"], {}),
            "tiny": (dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2", learn_sigma=True,
                          attention_resolutions="16"), dict(resolution=64, dim=64, depth=1, heads=1))}
 
@@ -71,7 +71,6 @@ def build_carlini_classifier(size, dtype="float32", peer="", key=0):
   pipeline at ``size`` ("cifar" | "tiny"); with ``peer="torch"`` the weights are the torch twins' random ones."""
   import ml_collections
 
-  from jaxdiff.models.adm import ADMUNet, create_model_config
   adm_kw, vit_kw = CARLINI[size]
   ccfg = ml_collections.ConfigDict(dict(name="vit_base_patch16_224", image_size=32, in_channels=3, num_classes=10,
                                         dtype=dtype, **vit_kw))
@@ -96,7 +95,6 @@ def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=
   """draws/s and s/image at N = n for our loop and for the host-loop baseline, in one run; ``peer="torch"`` adds
   Carlini et al.'s PyTorch loop on the same weights and ``speedup_vs_peer`` to both rows. ``carlini`` ("cifar" |
   "tiny"): instead of ``unet_cfg`` / ``cls_cfg``, the ADM U-Net + ViT-B/16 of ``build_carlini_classifier``."""
-  pipeline = bool(carlini)
   if carlini:
     base, params, nparams, twins, cls_cfg = build_carlini_classifier(carlini, dtype, peer)
     unet_cfg = unet_cfg.copy_and_resolve_references()
@@ -144,5 +142,5 @@ def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=
     extra["peer_draws_per_sec"] = n / peer_s
     add_peer([rec_ours, rec_base], {"certify_jaxdiff": peer_s, "certify_host_loop_baseline": peer_s},
              peer_device(f"Carlini et al.'s loop ("
-                         f"{'OpenAI UNetModel + timm ViT' if pipeline else 'diffusers UNet2DModel + ' + cls_cfg.name})"))
+                         f"{'OpenAI UNetModel + timm ViT' if carlini else 'diffusers UNet2DModel + ' + cls_cfg.name})"))
   return extra, [rec_ours, rec_base]

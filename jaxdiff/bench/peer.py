@@ -317,14 +317,12 @@ def torch_carlini_twins(adm_kwargs, vit_cfg, seed=0):
   ``UNetModel`` (guided-diffusion-sdk, ``create_model(**adm_kwargs)``) and timm's ``VisionTransformer`` (``vit_cfg``:
   a TimmViT config block). Returns (torch U-Net twin whose ``(x, t).sample`` is the ε half, torch classifier twin
   taking 32 × 32 pixels and resizing / normalising like TimmViT, {'denoiser': params, 'classifier': variables})."""
-  import jax
-  import jax.numpy as jnp
   import torch
   from guided_diffusion.script_util import create_model
   _skip_torchvision_registrations()
   from timm.models.vision_transformer import VisionTransformer
 
-  from jaxdiff.convert.openai import params_from_openai_state
+  from jaxdiff.convert.openai import param_template, params_from_openai_state
   from jaxdiff.convert.timm import params_from_timm_state
   from jaxdiff.models.adm import ADMUNet, create_model_config
 
@@ -336,8 +334,7 @@ def torch_carlini_twins(adm_kwargs, vit_cfg, seed=0):
     for p in list(unet.parameters()) + list(vit.parameters()):
       p.add_(0.02 * torch.randn_like(p))
   cfg = create_model_config(**adm_kwargs)
-  x = jnp.zeros((1, cfg.image_size, cfg.image_size, cfg.in_channels))
-  template = jax.eval_shape(ADMUNet(cfg).init, jax.random.key(0), x, jnp.zeros((1,), jnp.int32))["params"]
+  template = param_template(ADMUNet(cfg), cfg)
   numpy_state = lambda m: {k: v.detach().numpy() for k, v in m.state_dict().items()}
   params = {"denoiser": params_from_openai_state(numpy_state(unet), template),
             "classifier": {"params": params_from_timm_state(numpy_state(vit))}}

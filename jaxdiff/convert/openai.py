@@ -6,12 +6,15 @@ would run code is refused). ``convert_openai_unet`` writes the converted weights
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdiff.convert.files import (check_against_template, flatten_params, read_safetensors, torch_state_dict,
                                    unflatten_params)
+from jaxdiff.convert.export import export_model
 from jaxdiff.errors import ModelFileError
 from jaxdiff.io import atomic_write
 from jaxdiff.models.adm import ADMUNet, create_model_config
@@ -38,7 +41,8 @@ def params_from_openai_state(state: dict, template) -> dict:
   return jax.tree_util.tree_map(jnp.asarray, unflatten_params(flat))
 
 
-def _template(model, cfg):
+def param_template(model, cfg):
+  """Shapes of the ADM parameters ``model`` (config ``cfg``) has: what a checkpoint must match."""
   x = jnp.zeros((1, cfg.image_size, cfg.image_size, cfg.in_channels))
   y = None if cfg.num_classes is None else jnp.zeros((1,), jnp.int32)
   return jax.eval_shape(model.init, jax.random.key(0), x, jnp.zeros((1,), jnp.int32), y)["params"]
@@ -56,10 +60,10 @@ def load_openai_unet(path, **create_model_kwargs):
   path = str(path)
   state = read_safetensors(path) if path.endswith(".safetensors") else None
   if state is not None and not any("." in k for k in state):  # already converted: our flat 'a/b' layout
-    check_against_template(state, _template(model, cfg), "the create_model arguments")
+    check_against_template(state, param_template(model, cfg), "the create_model arguments")
     return model, jax.tree_util.tree_map(jnp.asarray, unflatten_params(state))
   return model, params_from_openai_state(state if state is not None else torch_state_dict(path),
-                                         _template(model, cfg))
+                                         param_template(model, cfg))
 
 
 def convert_openai_unet(pt_path, out_path, **create_model_kwargs):
@@ -73,9 +77,6 @@ def convert_openai_unet(pt_path, out_path, **create_model_kwargs):
 def export_openai_unet(path, out_dir, **create_model_kwargs):
   """Converts an OpenAI checkpoint (.pt or its safetensors) into a jaxdiff U-Net export (model name 'adm'), so
   that ``config.purify.denoiser=out_dir`` purifies / denoises with it (the ε half of a learned-σ output)."""
-  import os
-
-  from jaxdiff.convert.export import export_model
   _, params = load_openai_unet(path, **create_model_kwargs)
   model_cfg = {"name": "adm", "in_channels": 3, "dtype": "float32", **create_model_kwargs}
   export_model(out_dir, "unet", model_cfg, {"params": params}, {"source": os.path.basename(str(path))})

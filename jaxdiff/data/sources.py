@@ -63,18 +63,18 @@ class TfdsSource:
 
   def get(self, idx):
     exs = [self.ds[int(i)] for i in np.asarray(idx).reshape(-1)]
-    if self.name == "imagenet2012":  # any size: the central square resized (DiffPure / Carlini: 256 → crop 256)
-      imgs = np.stack([_center_crop_resize(e["image"], self.image_size or 256) for e in exs])
-      labels = np.array([e["label"] for e in exs], np.int32)
-    elif self.name == "celeb_a":
+    if self.name == "celeb_a":
       imgs = np.stack([_center_crop_resize(e["image"], self.image_size or 64) for e in exs])
       bits = [[bool(e["attributes"][a]) for a in CELEBA_ATTRS] for e in exs]
       labels = np.array([sum(b << k for k, b in enumerate(reversed(bs))) for bs in bits], np.int32)
     else:
-      imgs = np.stack([e["image"] for e in exs])
       labels = np.array([e["label"] for e in exs], np.int32)
-      if self.image_size and imgs.shape[1] != self.image_size:
-        imgs = np.stack([_resize(i, self.image_size) for i in imgs])
+      if self.name == "imagenet2012":  # any size: the central square resized (DiffPure / Carlini: 256, crop 256)
+        imgs = np.stack([_center_crop_resize(e["image"], self.image_size or 256) for e in exs])
+      else:
+        imgs = np.stack([e["image"] for e in exs])
+        if self.image_size and imgs.shape[1] != self.image_size:
+          imgs = np.stack([_resize(i, self.image_size) for i in imgs])
     return imgs.astype(np.float32) / 255.0, labels
 
 

@@ -188,9 +188,8 @@ def eps_fn_of(model, params, learned_sigma=False):
   """ε_θ(x_t, t) of a U-Net module with ``params``, in eval mode: the ``eps_fn`` the samplers take. A learned-σ
   model (the ADM U-Net, 2C output channels) contributes its ε half, the first C channels; with
   ``learned_sigma=True`` the whole output (ε, v), for the DDPM sampler's ``variance="learned"``."""
-  if learned_sigma:
-    return lambda x, t: model.apply({"params": params}, x, t)
-  return lambda x, t: model.apply({"params": params}, x, t)[..., :x.shape[-1]]
+  apply = model.apply if learned_sigma else eps_apply(model)
+  return lambda x, t: apply({"params": params}, x, t)
 
 
 def eps_apply(model):

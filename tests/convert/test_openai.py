@@ -5,6 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 script_util = pytest.importorskip("guided_diffusion.script_util")
 
+from conftest import trapped_pickle  # noqa: E402
 from jaxdiff.convert import convert_openai_unet, load_openai_unet  # noqa: E402
 from jaxdiff.errors import ModelFileError  # noqa: E402
 
@@ -63,11 +64,7 @@ def test_openai_checkpoint_with_other_arguments_or_a_trapped_pickle_is_refused(t
   with pytest.raises(ModelFileError, match="create_model"):
     load_openai_unet(tmp_path / "model.pt", **{**kw, "num_res_blocks": 2})
 
-  class Trap:
-    def __reduce__(self):
-      return (print, ("pwned",))
-  import pickle
-  with open(tmp_path / "trap.pt", "wb") as f:
-    pickle.dump({"input_blocks.0.0.weight": Trap()}, f)
+  trapped_pickle(tmp_path / "trap.pt", "input_blocks.0.0.weight", tmp_path / "pwned")
   with pytest.raises(ModelFileError, match="weights-only"):
     load_openai_unet(tmp_path / "trap.pt", **kw)
+  assert not (tmp_path / "pwned").exists()

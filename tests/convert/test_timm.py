@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
+from conftest import trapped_pickle  # noqa: E402
 from jaxdiff.convert import convert_timm_vit, load_model, load_timm_vit  # noqa: E402
 from jaxdiff.errors import ModelFileError, NonFiniteError  # noqa: E402
 
@@ -92,11 +93,7 @@ def test_bf16_vit_stays_close_and_bad_checkpoints_are_refused(tmp_path):
   with pytest.raises(NonFiniteError, match="fc2"):
     load_timm_vit(tmp_path / "nan.safetensors")
 
-  class Trap:
-    def __reduce__(self):
-      return (print, ("pwned",))
-  import pickle
-  with open(tmp_path / "trap.pt", "wb") as f:
-    pickle.dump({"cls_token": Trap()}, f)
+  trapped_pickle(tmp_path / "trap.pt", "cls_token", tmp_path / "pwned")
   with pytest.raises(ModelFileError, match="weights-only"):
     load_timm_vit(tmp_path / "trap.pt")
+  assert not (tmp_path / "pwned").exists()

@@ -84,6 +84,9 @@ def test_convert_refuses_bad_arguments(tmp_path):
   rc, err = _convert("--kind=openai", f"--src={tmp_path / 'bad.pt'}", f"--dst={tmp_path / 'out'}",
                      '--create_model={"image_size": 32, "num_chanels": 8}')
   assert rc == 2 and "num_chanels" in err
+  rc, err = _convert("--kind=openai", f"--src={tmp_path / 'bad.pt'}", f"--dst={tmp_path / 'out'}",
+                     '--create_model={"image_size": 32')
+  assert rc == 2 and "JSON object" in err
   rc, err = _convert("--kind=timm", f"--src={tmp_path / 'bad.pt'}", f"--dst={tmp_path / 'out'}")
   assert rc == 2 and "cls_token" in err and not os.path.exists(tmp_path / "out")
 
