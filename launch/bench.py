@@ -39,6 +39,8 @@ flags.DEFINE_integer("n", 10_000, "certify: noise draws per image.")
 flags.DEFINE_enum("classifier", "resnet50", ["resnet50", "resnet18", "vit", "tiny"],
                   "certify / attack: classifier behind the denoiser.")
 flags.DEFINE_integer("pgd_steps", 20, "attack: PGD iterations.")
+flags.DEFINE_integer("peer_pgd_steps", 0, "attack: time only this many of the torch peer's PGD steps (after one "
+                     "warm-up step) and scale to --pgd_steps (0: time all).")
 flags.DEFINE_enum("pipeline", "", ["", "carlini"], "certify: carlini = Carlini et al.'s improved-diffusion ADM U-Net "
                   "(cosine, 4,000 steps) + ViT-B/16 at 224 (--size=cifar: the full networks; tiny: CPU-test size); "
                   "its peer is the OpenAI UNetModel + timm ViT. Carlini et al. ran N = 100,000.")
@@ -91,7 +93,8 @@ def main(argv):
   else:
     from jaxdiff.bench.attack import bench_attack
     extra, results = bench_attack(ucfg, ccfg, batch=batch, t_bar=FLAGS.t_bar, steps=FLAGS.pgd_steps,
-                                  iters=FLAGS.iters, peer=FLAGS.peer, remat=(FLAGS.remat or ["step"])[0])
+                                  iters=FLAGS.iters, peer=FLAGS.peer, remat=(FLAGS.remat or ["step"])[0],
+                                  peer_timed_steps=FLAGS.peer_pgd_steps or None)
   report = {**info, **extra, "results": results}
   text = json.dumps(report, indent=2)
   print(text)

@@ -8,12 +8,13 @@
 #       -d .whl ml_collections==1.1.0 diffusers==0.42.1 importlib_metadata    (each package the image lacks)
 #   pip wheel --no-deps -w .whl guided-diffusion-sdk==1.0.0   (sdist only on PyPI: the carlini suite's torch peer)
 # and there the script installs them from .whl before it runs (carry .whl with the call).
-# Suites (SUITES, space-separated, default all, in this order of priority), each cut off when BUDGET_S (default
+# Suites (SUITES, space-separated, run in the order given; default all, in this order of priority), each cut off when BUDGET_S (default
 # 540 s) runs out so that a lease of fixed length returns what finished:
 #   unet_bf16 / unet_fp32      U-Net forward, train step, 75-step purification at batch 256, torch peer on the same GPU
 #   certify_bf16 / certify_fp32  certification U-Net + ResNet-50 at N = 10,000 against Carlini et al.'s torch loop
 #   attack                     PGD-20 through 75-step DDPM purification against DiffPure's torch loop (fp32; batch 4:
-#                              the torch loop keeps ~200 MB of activations per image and network call)
+#                              the torch loop keeps ~200 MB of activations per image and network call; it is timed
+#                              on 3 of its 20 PGD steps after a warm-up step and scaled: at 150 s it had not finished)
 #   carlini                    Carlini et al.'s pipeline: improved-diffusion ADM (50M) + ViT-B/16 at 224, bf16, against the
 #                              OpenAI UNetModel + timm ViT in their loop (rate at N = 20,000; they certify N = 100,000)
 #   ops                        the per-op table
@@ -52,20 +53,25 @@ suite() {  # suite NAME CAP_S ARGS...: one bench run, cut at min(CAP_S, time lef
   timeout -k 5 "$cap" $PY launch/bench.py "$@" --out="$OUT_DIR/${KIND}_${name}.json" >>"$LOG" 2>&1
   echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
 }
-want() { [[ " ${SUITES:-unet_bf16 certify_bf16 carlini attack certify_fp32 unet_fp32 ops} " == *" $1 "* ]]; }
-want unet_bf16 && suite "unet_${SIZE}_b${UBATCH}_bfloat16" 240 --suite=unet --size="$SIZE" --batch=$UBATCH \
-    --dtype=bfloat16 --iters=5 --samplers=ddpm,ddim --peer=torch
-want certify_bf16 && suite "certify_${SIZE}_${CLS}_bfloat16" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
-    --batch=$CBATCH --n=$N --dtype=bfloat16 --iters=2 --peer=torch
-want carlini && suite "certify_carlini_${SIZE}_bfloat16" 240 --suite=certify --pipeline=carlini --size="$SIZE" \
-    --batch=$(( CBATCH / 2 )) --n=$(( N * 2 )) --dtype=bfloat16 --iters=1 --peer=torch
-want attack && suite "attack_${SIZE}_pgd20_b${ABATCH}" 240 --suite=attack --size="$SIZE" --classifier=$CLS \
-    --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch
-want certify_fp32 && suite "certify_${SIZE}_${CLS}_float32" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
-    --batch=$CBATCH --n=$N --dtype=float32 --iters=2 --peer=torch
-want unet_fp32 && suite "unet_${SIZE}_b${UBATCH}_float32" 200 --suite=unet --size="$SIZE" --batch=$UBATCH \
-    --dtype=float32 --iters=5 --samplers=ddpm,ddim --peer=torch
-want ops && suite "ops_b${UBATCH}" 150 --suite=ops --batch=$UBATCH --iters=5 --peer=torch
+run_one() {
+  case $1 in
+  unet_bf16) suite "unet_${SIZE}_b${UBATCH}_bfloat16" 240 --suite=unet --size="$SIZE" --batch=$UBATCH \
+    --dtype=bfloat16 --iters=5 --samplers=ddpm,ddim --peer=torch ;;
+  certify_bf16) suite "certify_${SIZE}_${CLS}_bfloat16" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
+    --batch=$CBATCH --n=$N --dtype=bfloat16 --iters=2 --peer=torch ;;
+  carlini) suite "certify_carlini_${SIZE}_bfloat16" 240 --suite=certify --pipeline=carlini --size="$SIZE" \
+    --batch=$(( CBATCH / 2 )) --n=$(( N * 2 )) --dtype=bfloat16 --iters=1 --peer=torch ;;
+  attack) suite "attack_${SIZE}_pgd20_b${ABATCH}" 240 --suite=attack --size="$SIZE" --classifier=$CLS \
+    --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch --peer_pgd_steps=3 ;;
+  certify_fp32) suite "certify_${SIZE}_${CLS}_float32" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
+    --batch=$CBATCH --n=$N --dtype=float32 --iters=2 --peer=torch ;;
+  unet_fp32) suite "unet_${SIZE}_b${UBATCH}_float32" 200 --suite=unet --size="$SIZE" --batch=$UBATCH \
+    --dtype=float32 --iters=5 --samplers=ddpm,ddim --peer=torch ;;
+  ops) suite "ops_b${UBATCH}" 150 --suite=ops --batch=$UBATCH --iters=5 --peer=torch ;;
+  *) echo "unknown suite $1" | tee -a "$LOG" ;;
+  esac
+}
+for s in ${SUITES:-unet_bf16 certify_bf16 carlini attack certify_fp32 unet_fp32 ops}; do run_one "$s"; done
 # Summary: one line per row (name, jaxdiff rate, speedup_vs_peer).
 $PY - "$OUT_DIR" "$KIND" <<'PYEOF' | tee -a "$LOG"
 import glob, json, os, sys

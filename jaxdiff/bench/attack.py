@@ -14,10 +14,12 @@ from jaxdiff.bench.timing import throughput_record, time_fn
 from jaxdiff.robust import PurifiedClassifier, Purifier
 
 
-def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1, peer="", remat="step"):
+def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1, peer="", remat="step",
+                 peer_timed_steps=None):
   """Row ``pgd<steps>_purify_ddpm_t<t̄>``: seconds per attack of ``batch`` images and images/s; ``peer="torch"``
   adds the PyTorch loop's time and ``speedup_vs_peer``. ``remat``: the gradient's rematerialisation policy
-  (``bench.memory.POLICIES``: none / step / dots)."""
+  (``bench.memory.POLICIES``: none / step / dots). ``peer_timed_steps``: time that many of the peer's PGD steps and
+  scale (``peer.peer_pgd_seconds``); the row records it."""
   base, params, nparams, twins = build_denoised_classifier(unet_cfg, cls_cfg, peer=peer)
   logits_fn = PurifiedClassifier(Purifier(base.denoiser, t_bar=t_bar, sampler="ddpm", gradient="full",
                                           remat=POLICIES[remat]),
@@ -35,12 +37,15 @@ def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1
     from jaxdiff.bench.peer import add_peer, peer_device, peer_pgd_seconds
     try:
       peer_s = peer_pgd_seconds(*twins, np.asarray(x), np.asarray(y), logits_fn.purifier.make_schedule().betas,
-                                eps=eps, steps=steps, t_bar=t_bar, iters=iters)
+                                eps=eps, steps=steps, t_bar=t_bar, iters=iters,
+                                timed_steps=peer_timed_steps)
     except RuntimeError as e:  # torch.OutOfMemoryError: autograd through every step keeps every activation
       if "out of memory" not in str(e):
         raise
       row.update(speedup_vs_peer=None, peer_error="out of memory")
       return extra, [row]
+    if peer_timed_steps and peer_timed_steps < steps:
+      row["peer_pgd_steps_timed"] = peer_timed_steps
     add_peer([row], {row["name"]: peer_s}, peer_device(f"DiffPure's loop (autograd through every step; diffusers "
                                                        f"UNet2DModel + {cls_cfg.name})"))
   return extra, [row]

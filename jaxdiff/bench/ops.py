@@ -80,21 +80,26 @@ def bench_ops(batch, iters=5, peer=""):
     if peer:
       import torch
 
-      from jaxdiff.bench.peer import timed
-      op = _torch_op(name, shape)
-      xt = torch.randn(shape[0], shape[3], shape[1], shape[2])
+      from jaxdiff.bench.peer import _device, peer_device, timed
+      dev = _device()
+      sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+      op = _torch_op(name, shape).to(dev)
+      xt = torch.randn(shape[0], shape[3], shape[1], shape[2], device=dev)
       ctt = torch.randn_like(xt)
 
       def t_fwd():
         with torch.no_grad():
           op(xt)
+        sync()
 
       def t_bwd():
         xg = xt.clone().requires_grad_(True)
         op(xg).backward(ctt)
+        sync()
       row["torch_forward_ms"], row["torch_fwd_bwd_ms"] = (1e3 * timed(f, iters) for f in (t_fwd, t_bwd))
       row["speedup_vs_peer_forward"] = row["torch_forward_ms"] / row["forward_ms"]
       row["speedup_vs_peer"] = row["torch_fwd_bwd_ms"] / row["fwd_bwd_ms"]
+      row["peer_device"] = peer_device("the same op, NCHW, autograd")
     rows.append(row)
   return rows
 

@@ -288,28 +288,33 @@ def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype=
   return timed(lambda: run(n), 1, warmup=0)
 
 
-def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1):
+def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1, timed_steps=None):
   """Seconds of PGD-``steps`` (ℓ∞, CE, full gradient) through ``t_bar``-step ancestral DDPM purification with
-  DiffPure's loop structure in torch (autograd through every step; no rematerialisation). x NHWC pixels."""
+  DiffPure's loop structure in torch (autograd through every step; no rematerialisation). x NHWC pixels.
+  ``timed_steps`` < ``steps``: after one untimed warm-up step, time that many PGD steps and scale to ``steps``
+  (every PGD step does the same work; the torch loop is slow enough that timing all of them costs the lease)."""
   import torch
   dev = _device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
   beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
   x0 = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
-  yt = torch.from_numpy(np.asarray(y)).long().to(dev)
+  yt = torch.from_numpy(np.array(y)).long().to(dev)
   gen = torch.Generator(device=dev).manual_seed(0)
   purify = lambda xp: ((torch_purify(unet, 2 * xp - 1, beta, t_bar, gen) + 1) / 2).clamp(0, 1)
 
-  def attack():
+  def attack(n):
     step = 2.5 * eps / steps
     xa = (x0 + eps * (2 * torch.rand(x0.shape, generator=gen, device=dev) - 1)).clamp(0, 1)
-    for _ in range(steps):
+    for _ in range(n):
       xa = xa.detach().requires_grad_(True)
       loss = torch.nn.functional.cross_entropy(clf(purify(xa)), yt)
       (g,) = torch.autograd.grad(loss, xa)
       xa = torch.min(torch.max(xa.detach() + step * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
     xa.cpu()
-  return timed(attack, iters, warmup=0)
+  if not timed_steps or timed_steps >= steps:
+    return timed(lambda: attack(steps), iters, warmup=0)
+  attack(1)
+  return timed(lambda: attack(timed_steps), iters, warmup=0) * steps / timed_steps
 
 
 def torch_carlini_twins(adm_kwargs, vit_cfg, seed=0):

@@ -53,11 +53,21 @@ def test_bench_certify_carlini_pipeline_json(tmp_path):
 
 
 def test_bench_attack_json(tmp_path):
-  a = _bench("--suite=attack", "--size=tiny", "--classifier=tiny", "--batch=2", "--t_bar=3", "--pgd_steps=2",
-             "--iters=1", "--peer=torch", out=str(tmp_path / "a.json"))
+  a = _bench("--suite=attack", "--size=tiny", "--classifier=tiny", "--batch=2", "--t_bar=3", "--pgd_steps=3",
+             "--peer_pgd_steps=1", "--iters=1", "--peer=torch", out=str(tmp_path / "a.json"))
   (row,) = a["results"]
-  assert row["name"] == "pgd2_purify_ddpm_t3" and row["images_per_sec"] > 0
+  assert row["name"] == "pgd3_purify_ddpm_t3" and row["images_per_sec"] > 0
+  assert row["peer_pgd_steps_timed"] == 1  # the peer timed on 1 of 3 steps, scaled
   assert abs(row["speedup_vs_peer"] - row["peer_seconds_per_call"] / row["seconds_per_call"]) < 1e-9
+
+
+def test_bench_ops_json(tmp_path):
+  o = _bench("--suite=ops", "--batch=1", "--iters=1", "--peer=torch", out=str(tmp_path / "o.json"))
+  assert [r["name"] for r in o["results"]][:2] == ["conv3x3_128_32x32", "conv3x3_256_16x16"]
+  for r in o["results"]:
+    assert r["forward_ms"] > 0 and r["fwd_bwd_ms"] > 0
+    assert abs(r["speedup_vs_peer"] - r["torch_fwd_bwd_ms"] / r["fwd_bwd_ms"]) < 1e-9
+    assert r["peer_device"].startswith("torch ")  # the device the peer ran on, beside its numbers
 
 
 def test_bench_memory_orders_the_remat_policies():
