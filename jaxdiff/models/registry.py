@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-import jax
 import jax.numpy as jnp
 
 from jaxdiff.models.adm import ADMUNet, create_model_config
@@ -21,6 +20,7 @@ from jaxdiff.models.shufflenet import ShuffleNetV2
 from jaxdiff.models.swin import Swin
 from jaxdiff.models.unet import UNet, UNetConfig
 from jaxdiff.models.vit import TimmViT, ViT
+from jaxdiff.parallel import run_once
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -133,5 +133,5 @@ def init_variables(model, cfg, key):
   """Initial variables ({'params', ...}) for an input of the configured image shape."""
   x = jnp.zeros((1, cfg.image_size, cfg.image_size, cfg.in_channels), jnp.float32)
   if cfg.name in ("unet", "unet_config", "adm"):
-    return jax.jit(model.init)(key, x, jnp.zeros((1,)))
-  return jax.jit(lambda k, x: model.init(k, x, train=False))(key, x)
+    return run_once(model.init, key, x, jnp.zeros((1,)))
+  return run_once(lambda k, x: model.init(k, x, train=False), key, x)

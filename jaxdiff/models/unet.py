@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdiff.models.layers import Conv, GroupNorm
+from jaxdiff.parallel import run_once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +181,7 @@ def init_unet(cfg: UNetConfig, key, batch_size=1):
   """Returns (model, params) with params initialised for ``cfg`` (fp32)."""
   model = UNet(cfg)
   x = jnp.zeros((batch_size, cfg.sample_size, cfg.sample_size, cfg.in_channels), jnp.float32)
-  params = jax.jit(model.init)(key, x, jnp.zeros((batch_size,), jnp.float32))["params"]
+  params = run_once(model.init, key, x, jnp.zeros((batch_size,), jnp.float32))["params"]
   return model, params
 
 
