@@ -21,9 +21,20 @@ os.environ.setdefault("JAXDIFF_PROGRESS", "0")
 # One persistent compilation cache for the session (the xdist workers inherit the controller's directory, and the
 # launch/ subprocesses read JAXDIFF_COMPILATION_CACHE): the many tiny U-Nets the tests build compile once, not
 # once per test, and nothing is written under the user's ~/.cache.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-os.environ.setdefault("JAXDIFF_COMPILATION_CACHE", tempfile.mkdtemp(prefix="jaxdiff-xla-"))
+
+def _temporary_dir(prefix):
+  """A temporary folder removed when this process exits (the tests leave nothing in /tmp)."""
+  path = tempfile.mkdtemp(prefix=prefix)
+  atexit.register(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+if "JAXDIFF_COMPILATION_CACHE" not in os.environ:  # the xdist controller makes it; its workers inherit it
+  os.environ["JAXDIFF_COMPILATION_CACHE"] = _temporary_dir("jaxdiff-xla-")
 from jaxdiff.parallel import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache()
@@ -47,10 +58,9 @@ _TINY_EXPORTS = {}  # (size, channels) -> folder of this process's master copies
 def tiny_exports(tmp, size, channels):
   """Random-weight exports in tmp: [U-Net, CNN 0, CNN 1] paths (size×size×channels images). Built once per
   process and shape (fixed seeds), then copied: initialising the U-Net is the slow part."""
-  import shutil
   key = (size, channels)
   if key not in _TINY_EXPORTS:
-    master = tempfile.mkdtemp(prefix=f"jaxdiff-tiny-{size}x{channels}-")
+    master = _temporary_dir(f"jaxdiff-tiny-{size}x{channels}-")
     _build_tiny_exports(master, size, channels)
     _TINY_EXPORTS[key] = master
   paths = []
