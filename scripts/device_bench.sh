@@ -19,7 +19,8 @@
 #                              OpenAI UNetModel + timm ViT in their loop (rate at N = 20,000; they certify N = 100,000)
 #   ops                        the per-op table
 # Seen on an H200 (2026-11-28, jax 0.11.2): a suite spends 1.5-3 min, most of it compiling (cuDNN autotuning), so a
-# 15-minute lease holds about three; the rows print to the log as they are measured.
+# 15-minute lease holds about three; the rows print to the log as they are measured. Second lease: certify_bf16 +
+# attack + carlini in 427 s, then unet_fp32 + ops in 222 s (the machine stays warm between calls).
 # SIZE=tiny runs the same on a CPU in minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
