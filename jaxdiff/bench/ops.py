@@ -80,8 +80,8 @@ def bench_ops(batch, iters=5, peer=""):
     if peer:
       import torch
 
-      from jaxdiff.bench.peer import _device, peer_device, timed
-      dev = _device()
+      from jaxdiff.bench.peer import peer_device, timed, torch_device
+      dev = torch_device()
       sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
       op = _torch_op(name, shape).to(dev)
       xt = torch.randn(shape[0], shape[3], shape[1], shape[2], device=dev)

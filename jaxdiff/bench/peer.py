@@ -67,7 +67,7 @@ def _autocast(dtype):
 def peer_forward(model, x, t, dtype="float32"):
   """ε of the torch model (numpy NHWC) for model-space ``x`` NHWC and timesteps ``t`` [B]: the parity check."""
   import torch
-  dev = _device()
+  dev = torch_device()
   model.to(dev).eval()
   with torch.no_grad(), _autocast(dtype):
     out = model(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)).float().to(dev),
@@ -247,7 +247,8 @@ def torch_classifier(name, variables):
   return Net().eval()
 
 
-def _device():
+def torch_device():
+  """Where the torch peer runs: the GPU when torch sees one, else the CPU."""
   import torch
   return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -267,7 +268,7 @@ def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype=
   x repeated, noise drawn on the device, one network call, argmax copied to the host, counts on the host.
   Timed after one warm-up batch."""
   import torch
-  dev = _device()
+  dev = torch_device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
   abar_t = torch.cumprod(1 - torch.as_tensor(np.asarray(betas), dtype=torch.float32), 0)[t_star].to(dev)
   xt = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
@@ -294,7 +295,7 @@ def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1, time
   ``timed_steps`` < ``steps``: after one untimed warm-up step, time that many PGD steps and scale to ``steps``
   (every PGD step does the same work; the torch loop is slow enough that timing all of them costs the lease)."""
   import torch
-  dev = _device()
+  dev = torch_device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
   beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
   x0 = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
