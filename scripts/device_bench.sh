@@ -8,8 +8,8 @@
 #       -d .whl ml_collections==1.1.0 diffusers==0.42.1 importlib_metadata    (each package the image lacks)
 #   pip wheel --no-deps -w .whl guided-diffusion-sdk==1.0.0   (sdist only on PyPI: the carlini suite's torch peer)
 # and there the script installs them from .whl before it runs (carry .whl with the call).
-# Suites (SUITES, space-separated, run in the order given; default all, in this order of priority), each cut off when BUDGET_S (default
-# 540 s) runs out so that a lease of fixed length returns what finished:
+# Suites (SUITES, space-separated, run in the order given; default all, in this order of priority), each cut
+# off when BUDGET_S (default 540 s) runs out so that a lease of fixed length returns what finished:
 #   unet_bf16 / unet_fp32      U-Net forward, train step, 75-step purification at batch 256, torch peer on the same GPU
 #   certify_bf16 / certify_fp32  certification U-Net + ResNet-50 at N = 10,000 against Carlini et al.'s torch loop
 #   attack                     PGD-20 through 75-step DDPM purification against DiffPure's torch loop (fp32; batch 4:
