@@ -8,7 +8,7 @@ Suites (``jaxdiff.bench``): ``unet`` (U-Net forward, train step, 75-step purific
 adds diffusers' UNet2DModel on the same weights), ``certify`` (denoised-smoothing draws/s against a host-loop
 baseline, measured in the same run; ``--peer=torch`` adds Carlini et al.'s PyTorch loop on the same weights),
 ``attack`` (PGD with the full gradient through t̄-step DDPM purification, images/s; ``--peer=torch``: DiffPure's
-loop), ``ops`` (the CIFAR U-Net's convolutions, GroupNorm and attention one by one, forward and forward +
+loop; ``--autoattack`` adds AutoAttack-standard, its peer torchattacks' port, every point kept robust), ``ops`` (the CIFAR U-Net's convolutions, GroupNorm and attention one by one, forward and forward +
 backward; ``--peer=torch`` times torch on the same shapes: where the CPU time goes) and ``memory`` (bytes of the
 input gradient through purification per rematerialisation policy, from XLA's memory analysis of the compiled
 program; ``--autoattack`` adds AutoAttack's programs).
@@ -18,6 +18,8 @@ program; ``--autoattack`` adds AutoAttack's programs).
   python launch/bench.py --suite=certify --size=digits --classifier=tiny --batch=500 --peer=torch
   python launch/bench.py --suite=certify --pipeline=carlini --size=cifar --n=100000 --batch=500 --peer=torch
   python launch/bench.py --suite=attack --size=digits --classifier=tiny --batch=8 --peer=torch
+  python launch/bench.py --suite=attack --size=digits --classifier=tiny --batch=8 --pgd_steps=0 --autoattack \
+      --aa_steps=10 --aa_queries=100 --peer=torch
   XLA_FLAGS=--xla_cpu_use_onednn=true python launch/bench.py --suite=ops --batch=8 --peer=torch
 """
 import json
@@ -38,7 +40,7 @@ flags.DEFINE_list("samplers", ["ddpm", "ddim", "sde", "ode"], "Samplers for the 
 flags.DEFINE_integer("n", 10_000, "certify: noise draws per image.")
 flags.DEFINE_enum("classifier", "resnet50", ["resnet50", "resnet18", "vit", "tiny"],
                   "certify / attack: classifier behind the denoiser.")
-flags.DEFINE_integer("pgd_steps", 20, "attack: PGD iterations.")
+flags.DEFINE_integer("pgd_steps", 20, "attack: PGD iterations (0: no PGD row).")
 flags.DEFINE_integer("peer_pgd_steps", 0, "attack: time only this many of the torch peer's PGD steps (after one "
                      "warm-up step) and scale to --pgd_steps (0: time all).")
 flags.DEFINE_enum("pipeline", "", ["", "carlini"], "certify: carlini = Carlini et al.'s improved-diffusion ADM U-Net "
@@ -46,12 +48,19 @@ flags.DEFINE_enum("pipeline", "", ["", "carlini"], "certify: carlini = Carlini e
                   "its peer is the OpenAI UNetModel + timm ViT. Carlini et al. ran N = 100,000.")
 flags.DEFINE_enum("peer", "", ["", "torch"], "unet / certify / attack: also time the PyTorch peer (same weights) in "
                   "this run; rows gain speedup_vs_peer = jaxdiff rate / peer rate.")
-flags.DEFINE_bool("peer_compile", False, "torch.compile the peer network.")
+flags.DEFINE_bool("peer_compile", False, "unet / certify / attack: torch.compile the peer's networks (compiled in "
+                  "the untimed warm-up).")
 flags.DEFINE_list("remat", [], "memory: rematerialisation policies compiled (default none,step,dots); attack: the "
                   "policy of the purifier's gradient (default step).")
 flags.DEFINE_integer("time_batch", 0, "memory: also run and time the gradient at this batch (0: compile only).")
 flags.DEFINE_bool("autoattack", False, "memory: also compile AutoAttack's programs (APGD-CE/DLR with EOT 20, FAB-T, "
-                  "Square) through the purifier and report their bytes.")
+                  "Square) through the purifier and report their bytes; attack: add the AutoAttack-standard row.")
+flags.DEFINE_integer("aa_steps", 100, "attack --autoattack: iterations of APGD-CE, APGD-T and FAB-T (AutoAttack: 100).")
+flags.DEFINE_integer("aa_queries", 5000, "attack --autoattack: Square's queries (AutoAttack: 5,000).")
+flags.DEFINE_integer("aa_buckets", 8, "attack --autoattack: each attack runs on the robust points padded to a "
+                     "multiple of batch / aa_buckets (1: the whole batch every time).")
+flags.DEFINE_float("aa_eps", 1e-4, "attack --autoattack: ℓ∞ radius in pixels, small so that every point stays robust "
+                   "and every attack runs on every point on both sides (AutoAttack's worst-case work).")
 flags.DEFINE_string("out", "", "Also write the JSON here.")
 FLAGS = flags.FLAGS
 
@@ -87,14 +96,24 @@ def main(argv):
   elif FLAGS.suite == "certify":
     extra, results = bench_certify_models(ucfg, ccfg, batch=batch, n=FLAGS.n, dtype=FLAGS.dtype,
                                           iters=FLAGS.iters, peer=FLAGS.peer,
-                                          carlini=FLAGS.pipeline and ("cifar" if FLAGS.size == "cifar" else "tiny"))
+                                          carlini=FLAGS.pipeline and ("cifar" if FLAGS.size == "cifar" else "tiny"),
+                                          peer_compile=FLAGS.peer_compile)
     if FLAGS.pipeline:
       info.update(pipeline=FLAGS.pipeline, classifier="vit_base_patch16_224")
   else:
-    from jaxdiff.bench.attack import bench_attack
-    extra, results = bench_attack(ucfg, ccfg, batch=batch, t_bar=FLAGS.t_bar, steps=FLAGS.pgd_steps,
-                                  iters=FLAGS.iters, peer=FLAGS.peer, remat=(FLAGS.remat or ["step"])[0],
-                                  peer_timed_steps=FLAGS.peer_pgd_steps or None)
+    from jaxdiff.bench.attack import bench_attack, bench_autoattack
+    remat = (FLAGS.remat or ["step"])[0]
+    extra, results = {}, []
+    if FLAGS.pgd_steps:
+      extra, results = bench_attack(ucfg, ccfg, batch=batch, t_bar=FLAGS.t_bar, steps=FLAGS.pgd_steps,
+                                    iters=FLAGS.iters, peer=FLAGS.peer, remat=remat,
+                                    peer_timed_steps=FLAGS.peer_pgd_steps or None, peer_compile=FLAGS.peer_compile)
+    if FLAGS.autoattack:
+      extra, rows = bench_autoattack(ucfg, ccfg, batch=batch, t_bar=FLAGS.t_bar, eps=FLAGS.aa_eps,
+                                     steps=FLAGS.aa_steps, queries=FLAGS.aa_queries, iters=FLAGS.iters,
+                                     peer=FLAGS.peer, remat=remat, compact_buckets=FLAGS.aa_buckets,
+                                     peer_compile=FLAGS.peer_compile)
+      results += rows
   report = {**info, **extra, "results": results}
   text = json.dumps(report, indent=2)
   print(text)

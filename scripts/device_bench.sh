@@ -7,6 +7,7 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #       -d .whl ml_collections==1.1.0 diffusers==0.42.1 importlib_metadata    (each package the image lacks)
 #   pip wheel --no-deps -w .whl guided-diffusion-sdk==1.0.0   (sdist only on PyPI: the carlini suite's torch peer)
+#   python3 -m pip download --no-deps -d .whl torchattacks==3.5.1   (pure Python: the autoattack suite's torch peer)
 # and there the script installs them from .whl before it runs (carry .whl with the call).
 # Suites (SUITES, space-separated, run in the order given; default all, in this order of priority), each cut
 # off when BUDGET_S (default 540 s) runs out so that a lease of fixed length returns what finished:
@@ -15,6 +16,9 @@
 #   attack                     PGD-20 through 75-step DDPM purification against DiffPure's torch loop (fp32; batch 4:
 #                              the torch loop keeps ~200 MB of activations per image and network call; it is timed
 #                              on 3 of its 20 PGD steps after a warm-up step and scaled: at 150 s it had not finished)
+#   autoattack                 AutoAttack-standard through 75-step DDPM purification against torchattacks' port (fp32,
+#                              batch 4, every point kept robust; 3 iterations per attack and 20 Square queries: the
+#                              per-iteration cost is what compares, AutoAttack's 100 / 5,000 take hours in torch)
 #   carlini                    Carlini et al.'s pipeline: improved-diffusion ADM (50M) + ViT-B/16 at 224, bf16, against the
 #                              OpenAI UNetModel + timm ViT in their loop (rate at N = 20,000; they certify N = 100,000)
 #   ops                        the per-op table
@@ -64,6 +68,8 @@ run_one() {
     --batch=$(( CBATCH / 2 )) --n=$(( N * 2 )) --dtype=bfloat16 --iters=1 --peer=torch ;;
   attack) suite "attack_${SIZE}_pgd20_b${ABATCH}" 240 --suite=attack --size="$SIZE" --classifier=$CLS \
     --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch --peer_pgd_steps=3 ;;
+  autoattack) suite "attack_${SIZE}_autoattack_b${ABATCH}" 300 --suite=attack --size="$SIZE" --classifier=$CLS \
+    --batch=$ABATCH --t_bar=$TBAR --pgd_steps=0 --autoattack --aa_steps=3 --aa_queries=20 --iters=1 --peer=torch ;;
   certify_fp32) suite "certify_${SIZE}_${CLS}_float32" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
     --batch=$CBATCH --n=$N --dtype=float32 --iters=2 --peer=torch ;;
   unet_fp32) suite "unet_${SIZE}_b${UBATCH}_float32" 200 --suite=unet --size="$SIZE" --batch=$UBATCH \
@@ -72,7 +78,7 @@ run_one() {
   *) echo "unknown suite $1" | tee -a "$LOG" ;;
   esac
 }
-for s in ${SUITES:-unet_bf16 certify_bf16 carlini attack certify_fp32 unet_fp32 ops}; do run_one "$s"; done
+for s in ${SUITES:-unet_bf16 certify_bf16 carlini attack autoattack certify_fp32 unet_fp32 ops}; do run_one "$s"; done
 # Summary: one line per row (name, jaxdiff rate, speedup_vs_peer).
 $PY - "$OUT_DIR" "$KIND" <<'PYEOF' | tee -a "$LOG"
 import glob, json, os, sys

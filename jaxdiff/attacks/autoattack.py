@@ -3,6 +3,10 @@
 version 'standard': APGD-CE, APGD-T (targeted DLR over the top ``n_target_classes`` classes), FAB-T
 (same targets), Square. version 'rand': APGD-CE and APGD-DLR with EOT over ``eot_iter`` draws of a
 stochastic model. Robust accuracy after each attack is printed and returned in the report.
+
+Each attack runs on the points still robust only, padded to a multiple of ⌈batch / 8⌉ (``compact_buckets``) so
+that an attack compiles for at most 8 batch shapes: the points that fell cost nothing further, as in the
+reference PyTorch code.
 """
 from __future__ import annotations
 
@@ -20,14 +24,19 @@ from jaxdiff.attacks.square import square
 _apgd = jax.jit(apgd, static_argnames=("logits_fn", "norm", "steps", "loss", "eot", "stochastic"))
 _square = jax.jit(square, static_argnames=("logits_fn", "norm", "queries", "stochastic"))
 _fab_t = jax.jit(fab_t, static_argnames=("logits_fn", "norm", "steps", "restarts", "stochastic"))
+_apgd_t = lambda logits_fn, x, y, target, **kw: _apgd(logits_fn, x, y, target=target, **kw)
 _logits = jax.jit(lambda logits_fn, x, key, stochastic, params: as_stochastic(logits_fn, stochastic, params)(x, key),
                   static_argnames=("logits_fn", "stochastic"))
 
 
 def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", steps=100,
                n_target_classes=9, square_queries=5000, eot_iter=20, stochastic=False, return_report=False,
-               verbose=False, params=None):
+               verbose=False, params=None, compact_buckets=8):
   """Returns x_adv (x's shape and dtype), and with ``return_report`` a dict of robust accuracy per attack.
+
+  ``compact_buckets``: each attack runs on the robust points padded to a multiple of ⌈batch / compact_buckets⌉
+  (``robust_subset``); 1 attacks the whole batch every time (one compiled shape; points that already fell are
+  attacked again and their results dropped).
 
   ``logits_fn`` must be hashable and stable across calls (attacks are jitted with it as a static
   argument): a function defined once, not a fresh lambda per batch — or, with ``params``, a pure
@@ -49,11 +58,15 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", st
   else:
     raise ValueError(f"unknown AutoAttack version {version!r}; use 'standard' or 'rand'")
 
-  def merge(name, adv, fooled):
-    nonlocal robust
-    fooled = np.asarray(fooled) & robust
-    x_adv[fooled] = np.asarray(adv)[fooled]
-    robust = robust & ~fooled
+  def run(attack, *args, **kw):  # one attack on the robust points (padded); merges what it fooled
+    idx, count = robust_subset(robust, compact_buckets)
+    sub = lambda a: a if count == len(robust) else a[idx]  # all robust: no gather
+    adv, fooled = attack(logits_fn, sub(x), sub(y), *map(sub, args), **kw)
+    real, fooled = idx[:count], np.asarray(fooled)[:count]
+    x_adv[real[fooled]] = np.asarray(adv)[:count][fooled]
+    robust[real[fooled]] = False
+
+  def done(name):
     report[name] = float(robust.mean())
     if verbose:
       print(f"robust accuracy after {name}: {report[name]:.2%}", flush=True)
@@ -61,24 +74,31 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", st
   common = dict(eps=eps, norm=norm, stochastic=stochastic, params=params)
   for i, name in enumerate(plan):
     k = jax.random.fold_in(key, i)
-    if not robust.any():
-      report[name] = 0.0
-      continue
-    if name in ("apgd-ce", "apgd-dlr"):
-      adv, fooled = _apgd(logits_fn, x, y, key=k, steps=steps, loss="ce" if name == "apgd-ce" else "dlr", eot=eot,
-                          **common)
-      merge(name, adv, fooled)
+    if name in ("apgd-ce", "apgd-dlr") and robust.any():
+      run(_apgd, key=k, steps=steps, loss="ce" if name == "apgd-ce" else "dlr", eot=eot, **common)
     elif name in ("apgd-t", "fab-t"):  # targets: the runner-up classes of the clean logits, in order
       order = np.argsort(-clean_logits, axis=1)
       for j in range(1, min(n_target_classes, clean_logits.shape[1] - 1) + 1):
+        if not robust.any():
+          break
         tgt, kj = jnp.asarray(order[:, j], jnp.int32), jax.random.fold_in(k, j)
         if name == "apgd-t":
-          adv, fooled = _apgd(logits_fn, x, y, key=kj, steps=steps, loss="dlr", target=tgt, eot=eot, **common)
+          run(_apgd_t, tgt, key=kj, steps=steps, loss="dlr", eot=eot, **common)
         else:
-          adv, fooled = _fab_t(logits_fn, x, y, tgt, key=kj, steps=steps, **common)
-        merge(name, adv, fooled)
-    elif name == "square":
-      adv, fooled = _square(logits_fn, x, y, key=k, queries=square_queries, **common)
-      merge(name, adv, fooled)
+          run(_fab_t, tgt, key=kj, steps=steps, **common)
+    elif name == "square" and robust.any():
+      run(_square, key=k, queries=square_queries, **common)
+    done(name)
   out = jnp.asarray(x_adv, dtype)
   return (out, report) if return_report else out
+
+
+def robust_subset(robust, buckets=8):
+  """(indices, count): the ``count`` indices of the robust points, padded by repeating the first to the smallest
+  multiple of ⌈n / buckets⌉ (at most n) so that the attacks see at most ``buckets`` batch shapes; the padding's
+  results are dropped. ``robust``: bool [n] with at least one True."""
+  n = len(robust)
+  idx = np.flatnonzero(robust)
+  step = -(-n // max(1, buckets))
+  size = min(n, -(-len(idx) // step) * step)
+  return np.concatenate([idx, np.full(size - len(idx), idx[0])]), len(idx)

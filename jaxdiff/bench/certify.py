@@ -91,10 +91,12 @@ def build_carlini_classifier(size, dtype="float32", peer="", key=0):
   return base, params, nparams, twins, ccfg
 
 
-def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=0.5, iters=1, peer="", carlini=""):
+def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=0.5, iters=1, peer="", carlini="",
+                         peer_compile=False):
   """draws/s and s/image at N = n for our loop and for the host-loop baseline, in one run; ``peer="torch"`` adds
-  Carlini et al.'s PyTorch loop on the same weights and ``speedup_vs_peer`` to both rows. ``carlini`` ("cifar" |
-  "tiny"): instead of ``unet_cfg`` / ``cls_cfg``, the ADM U-Net + ViT-B/16 of ``build_carlini_classifier``."""
+  Carlini et al.'s PyTorch loop on the same weights (``peer_compile``: its networks in torch.compile) and
+  ``speedup_vs_peer`` to both rows. ``carlini`` ("cifar" | "tiny"): instead of ``unet_cfg`` / ``cls_cfg``, the ADM
+  U-Net + ViT-B/16 of ``build_carlini_classifier``."""
   if carlini:
     base, params, nparams, twins, cls_cfg = build_carlini_classifier(carlini, dtype, peer)
     unet_cfg = unet_cfg.copy_and_resolve_references()
@@ -138,9 +140,11 @@ def bench_certify_models(unet_cfg, cls_cfg, *, batch, n, dtype="float32", sigma=
     sched = diffusion.make_schedule(base.schedule, base.num_timesteps)
     extra.update(peer_parity(base, params, twins, shape, sigma))
     peer_s = peer_certify_seconds(*twins, np.asarray(x), sched.betas, sigma=sigma,
-                                  t_star=denoising_timestep(sched, sigma), n=n, batch=batch, dtype=dtype)
+                                  t_star=denoising_timestep(sched, sigma), n=n, batch=batch, dtype=dtype,
+                                  compile=peer_compile)
     extra["peer_draws_per_sec"] = n / peer_s
     add_peer([rec_ours, rec_base], {"certify_jaxdiff": peer_s, "certify_host_loop_baseline": peer_s},
              peer_device(f"Carlini et al.'s loop ("
-                         f"{'OpenAI UNetModel + timm ViT' if carlini else 'diffusers UNet2DModel + ' + cls_cfg.name})"))
+                         f"{'OpenAI UNetModel + timm ViT' if carlini else 'diffusers UNet2DModel + ' + cls_cfg.name})"
+                         + (", torch.compile" if peer_compile else "")))
   return extra, [rec_ours, rec_base]

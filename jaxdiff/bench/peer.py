@@ -5,7 +5,8 @@ difference). Rows: forward (no_grad, eval), training step (fwd + bwd + Adam, gra
 at random t), and purification from t̄ with DiffPure's loop structure (diffuse to t̄, then one network call per
 step on the host: ancestral DDPM or deterministic DDIM). Inputs NCHW in model space [−1, 1] on the torch side.
 Certification and attack suites: the torch twin of the classifier (``torch_classifier``), Carlini et al.'s
-certification loop (``peer_certify_seconds``) and PGD through DiffPure's purification loop (``peer_pgd_seconds``).
+certification loop (``peer_certify_seconds``), PGD through DiffPure's purification loop (``peer_pgd_seconds``) and
+torchattacks' AutoAttack through it (``peer_autoattack_seconds``).
 
 torch and diffusers are a test/bench extra (``pip install -e '.[test]'``); this module imports them lazily.
 """
@@ -263,19 +264,28 @@ def torch_denoise_classify(unet, clf, x_noisy, abar_t, t_star):
   return clf((x0 + 1) / 2)
 
 
-def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype="float32"):
-  """Seconds for ``n`` draws of one image (NHWC pixels) with Carlini et al.'s / Cohen et al.'s loop: per batch,
-  x repeated, noise drawn on the device, one network call, argmax copied to the host, counts on the host.
-  Timed after one warm-up batch."""
+def on_device(unet, clf, compile=False):
+  """The twins moved to the peer's device in eval mode; ``compile``: each wrapped in torch.compile (inductor)."""
   import torch
   dev = torch_device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
+  return (torch.compile(unet), torch.compile(clf)) if compile else (unet, clf)
+
+
+def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype="float32", compile=False):
+  """Seconds for ``n`` draws of one image (NHWC pixels) with Carlini et al.'s / Cohen et al.'s loop: per batch,
+  x repeated, noise drawn on the device, one network call, argmax copied to the host, counts on the host.
+  Timed after one warm-up batch (which compiles, with ``compile``)."""
+  import torch
+  dev = torch_device()
+  num_classes = clf.head.out_features
+  unet, clf = on_device(unet, clf, compile)
   abar_t = torch.cumprod(1 - torch.as_tensor(np.asarray(betas), dtype=torch.float32), 0)[t_star].to(dev)
   xt = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
   gen = torch.Generator(device=dev).manual_seed(0)
 
   def run(num):
-    counts, left = np.zeros(clf.head.out_features, np.int64), num
+    counts, left = np.zeros(num_classes, np.int64), num
     with torch.no_grad(), _autocast(dtype):
       while left > 0:
         m = min(batch, left)
@@ -289,14 +299,15 @@ def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype=
   return timed(lambda: run(n), 1, warmup=0)
 
 
-def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1, timed_steps=None):
+def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1, timed_steps=None, compile=False):
   """Seconds of PGD-``steps`` (ℓ∞, CE, full gradient) through ``t_bar``-step ancestral DDPM purification with
   DiffPure's loop structure in torch (autograd through every step; no rematerialisation). x NHWC pixels.
   ``timed_steps`` < ``steps``: after one untimed warm-up step, time that many PGD steps and scale to ``steps``
-  (every PGD step does the same work; the torch loop is slow enough that timing all of them costs the lease)."""
+  (every PGD step does the same work; the torch loop is slow enough that timing all of them costs the lease).
+  ``compile``: torch.compile both networks (compiled in the warm-up step)."""
   import torch
   dev = torch_device()
-  unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
+  unet, clf = on_device(unet, clf, compile)
   beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
   x0 = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
   yt = torch.from_numpy(np.array(y)).long().to(dev)
@@ -312,10 +323,56 @@ def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1, time
       (g,) = torch.autograd.grad(loss, xa)
       xa = torch.min(torch.max(xa.detach() + step * g.sign(), x0 - eps), x0 + eps).clamp(0, 1)
     xa.cpu()
-  if not timed_steps or timed_steps >= steps:
+  if (not timed_steps or timed_steps >= steps) and not compile:
     return timed(lambda: attack(steps), iters, warmup=0)
+  timed_steps = min(timed_steps or steps, steps)
   attack(1)
   return timed(lambda: attack(timed_steps), iters, warmup=0) * steps / timed_steps
+
+
+def peer_autoattack_seconds(unet, clf, x, betas, *, eps, steps, queries, t_bar, n_classes, iters=1, compile=False):
+  """(seconds per run, fraction still robust) of AutoAttack-standard in torchattacks' port of Croce & Hein's code
+  (a MultiAttack of APGD-CE, APGD-T and FAB-T over the ``n_classes`` − 1 runner-up classes, ``steps`` iterations
+  each, and Square with ``queries`` queries; one restart each, each on the points still robust) through t̄-step
+  DDPM purification in DiffPure's loop (autograd through every step). The purification noise is fixed (the
+  generator reseeded per call) and the labels are the model's own predictions, as on jaxdiff's side
+  (``bench.attack.bench_autoattack``). x NHWC pixels. torchattacks is installed without its dependencies (it pins
+  an old ``requests`` it does not import): ``pip install --no-deps torchattacks==3.5.1``. ``compile``: both networks
+  in torch.compile, and one untimed run first (it compiles for each subset size it meets)."""
+  import torch
+  import torchattacks
+  dev = torch_device()
+  unet, clf = on_device(unet, clf, compile)
+  beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
+
+  class Purified(torch.nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.unet, self.clf = unet, clf
+
+    def forward(self, xp):
+      gen = torch.Generator(device=xp.device).manual_seed(0)
+      return self.clf(((torch_purify(self.unet, 2 * xp - 1, beta, t_bar, gen) + 1) / 2).clamp(0, 1))
+
+  model = Purified().eval()
+  xt = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
+  with torch.no_grad():
+    y = model(xt).argmax(1)
+  kw = dict(norm="Linf", eps=eps, n_restarts=1, seed=0)
+  attack = torchattacks.MultiAttack([
+      torchattacks.APGD(model, steps=steps, loss="ce", **kw),
+      torchattacks.APGDT(model, steps=steps, n_classes=n_classes, **kw),
+      torchattacks.FAB(model, steps=steps, multi_targeted=True, n_classes=n_classes, **kw),
+      torchattacks.Square(model, n_queries=queries, **kw)])
+  out = {}
+
+  def run():
+    out["adv"] = attack(xt, y)
+    out["adv"].cpu()
+  secs = timed(run, iters, warmup=int(compile))
+  with torch.no_grad():
+    robust = float((model(out["adv"]).argmax(1) == y).float().mean())
+  return secs, robust
 
 
 def torch_carlini_twins(adm_kwargs, vit_cfg, seed=0):

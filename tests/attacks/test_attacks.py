@@ -4,6 +4,7 @@ For logits Wx + b and x with the ℓ∞ ball inside [0, 1], x is robust iff for 
 (w_y − w_j)·x + (b_y − b_j) > ε‖w_y − w_j‖₁ (each pairwise margin is minimised at a corner).
 """
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -48,13 +49,45 @@ def test_problem_is_nontrivial():
   assert 0.2 < EXACT < 0.8 and _acc(X) == 1.0
 
 
-def test_autoattack_reaches_exact_robust_accuracy():
+@pytest.mark.parametrize("compact_buckets", [8, 1])  # the robust points only / the whole batch every time
+def test_autoattack_reaches_exact_robust_accuracy(compact_buckets):
   x_adv, rep = attacks.autoattack(linear_logits, X, Y, key=jax.random.key(0), eps=EPS, steps=20,
-                                  square_queries=200, return_report=True)
+                                  square_queries=200, return_report=True, compact_buckets=compact_buckets)
   assert x_adv.shape == X.shape and x_adv.dtype == X.dtype
   assert _acc(x_adv) == pytest.approx(EXACT, abs=1e-9)
   assert rep["clean"] == 1.0 and rep["square"] == pytest.approx(EXACT)
   assert rep["apgd-ce"] >= rep["apgd-t"] >= rep["fab-t"] >= rep["square"]
+
+
+def test_robust_subset_pads_to_few_shapes():
+  from jaxdiff.attacks.autoattack import robust_subset
+  rng = np.random.default_rng(0)
+  sizes = set()
+  for count in range(1, 65):
+    robust = np.zeros(64, bool)
+    robust[rng.choice(64, count, replace=False)] = True
+    idx, c = robust_subset(robust, 8)
+    assert c == count and np.array_equal(idx[:c], np.flatnonzero(robust))  # the robust points, in order
+    assert len(idx) % 8 == 0 and count <= len(idx) < count + 8 and robust[idx].all()  # padding repeats one of them
+    sizes.add(len(idx))
+  assert sizes == {8, 16, 24, 32, 40, 48, 56, 64}
+  assert len(robust_subset(np.ones(5, bool), 8)[0]) == 5 and len(robust_subset(np.eye(1, 5, 2)[0] > 0, 1)[0]) == 5
+
+
+def test_autoattack_attacks_only_the_points_still_robust(monkeypatch):
+  aa = importlib.import_module("jaxdiff.attacks.autoattack")  # the module (the package exports the function)
+  calls = []
+  for name in ("_apgd", "_fab_t", "_square"):  # record the batch size of every attack call
+    monkeypatch.setattr(aa, name, lambda f, x, *a, _run=getattr(aa, name), _name=name, **kw: (
+        calls.append((_name, x.shape[0])), _run(f, x, *a, **kw))[1])
+  _, rep = aa.autoattack(linear_logits, X, Y, key=jax.random.key(0), eps=EPS, steps=5, n_target_classes=2,
+                         square_queries=10, return_report=True)
+  n = len(X)
+  assert calls[0] == ("_apgd", n) and 0 < rep["apgd-ce"] < 1  # APGD-CE sees the whole batch, some points fall
+  bound = -(-round(rep["apgd-ce"] * n) // 8) * 8  # the survivors, padded to a multiple of n / 8
+  sizes = [m for _, m in calls[1:]]
+  assert {c for c, _ in calls[1:]} == {"_apgd", "_fab_t", "_square"}
+  assert bound < n and all(0 < m <= bound for m in sizes) and sizes == sorted(sizes, reverse=True)
 
 
 def _min_distance(x, a, m, norm):

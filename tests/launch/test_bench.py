@@ -29,14 +29,14 @@ def test_bench_unet_and_certify_json(tmp_path):
   assert d["results"][3]["speedup_vs_peer"] is None  # no PyTorch probability-flow purification loop
   assert pur["network_evals"] == 5 and abs(pur["gflops_per_call"] - 5 * fwd["gflops_per_call"]) < 1e-6
   c = _bench("--suite=certify", "--size=tiny", "--classifier=tiny", "--batch=50", "--n=100", "--iters=1",
-             "--peer=torch", out=str(tmp_path / "c.json"))
+             "--peer=torch", "--peer_compile", out=str(tmp_path / "c.json"))
   assert [r["name"] for r in c["results"]] == ["certify_jaxdiff", "certify_host_loop_baseline"]
   assert c["speedup_vs_host_loop"] > 0 and c["gflops_per_draw"] > 0
   # Carlini et al.'s loop on the same weights: the same classifier, the same denoised labels
   assert c["peer_classifier_rel_diff"] < 1e-5 and c["peer_label_agreement"] >= 0.95
   for r in c["results"]:
     assert abs(r["speedup_vs_peer"] - r["peer_seconds_per_call"] / r["seconds_per_call"]) < 1e-9
-    assert "Carlini" in r["peer_device"]
+    assert "Carlini" in r["peer_device"] and r["peer_device"].endswith(", torch.compile")
 
 
 def test_bench_certify_carlini_pipeline_json(tmp_path):
@@ -54,11 +54,20 @@ def test_bench_certify_carlini_pipeline_json(tmp_path):
 
 def test_bench_attack_json(tmp_path):
   a = _bench("--suite=attack", "--size=tiny", "--classifier=tiny", "--batch=2", "--t_bar=3", "--pgd_steps=3",
-             "--peer_pgd_steps=1", "--iters=1", "--peer=torch", out=str(tmp_path / "a.json"))
-  (row,) = a["results"]
+             "--peer_pgd_steps=1", "--autoattack", "--aa_steps=2", "--aa_queries=3", "--iters=1", "--peer=torch",
+             out=str(tmp_path / "a.json"))
+  row, aa = a["results"]
   assert row["name"] == "pgd3_purify_ddpm_t3" and row["images_per_sec"] > 0
   assert row["peer_pgd_steps_timed"] == 1  # the peer timed on 1 of 3 steps, scaled
-  assert abs(row["speedup_vs_peer"] - row["peer_seconds_per_call"] / row["seconds_per_call"]) < 1e-9
+  assert aa["name"] == "autoattack_standard_purify_ddpm_t3" and aa["images_per_sec"] > 0
+  assert (aa["steps"], aa["queries"], aa["n_target_classes"]) == (2, 3, 9)
+  # the like-for-like condition: fixed purification noise, own predictions as labels, tiny ε -> nothing falls,
+  # so both sides ran every attack on every point
+  assert aa["robust_after"] == 1.0 and aa["peer_robust_after"] == 1.0
+  assert aa["first_call_seconds"] > aa["seconds_per_call"]  # the first call compiles
+  assert "torchattacks AutoAttack-standard" in aa["peer_device"]
+  for r in (row, aa):
+    assert abs(r["speedup_vs_peer"] - r["peer_seconds_per_call"] / r["seconds_per_call"]) < 1e-9
 
 
 def test_bench_ops_json(tmp_path):
