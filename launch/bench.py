@@ -21,6 +21,7 @@ program; ``--autoattack`` adds AutoAttack's programs).
   python launch/bench.py --suite=attack --size=digits --classifier=tiny --batch=8 --pgd_steps=0 --autoattack \
       --aa_steps=10 --aa_queries=100 --peer=torch
   XLA_FLAGS=--xla_cpu_use_onednn=true python launch/bench.py --suite=ops --batch=8 --peer=torch
+  python launch/bench.py --suite=ops --size=digits --batch=500 --peer=torch        # the digits U-Net's shapes
 """
 import json
 import os
@@ -84,7 +85,9 @@ def main(argv):
                                 peer=FLAGS.peer, peer_compile=FLAGS.peer_compile)
   elif FLAGS.suite == "ops":
     from jaxdiff.bench.ops import bench_ops
-    extra, results = {"xla_flags": os.environ.get("XLA_FLAGS", "")}, bench_ops(batch, FLAGS.iters, FLAGS.peer)
+    ops_size = "digits" if FLAGS.size == "digits" else "cifar"  # tiny: the CIFAR shapes, as before
+    extra, results = {"xla_flags": os.environ.get("XLA_FLAGS", ""), "shapes": ops_size}, bench_ops(
+        batch, FLAGS.iters, FLAGS.peer, ops_size)
   elif FLAGS.suite == "memory":
     from jaxdiff.bench.memory import bench_memory
     extra, results = {"sampler": FLAGS.samplers[0], "t_bar": FLAGS.t_bar}, bench_memory(

@@ -1,4 +1,5 @@
-"""Ops suite: where the CIFAR DDPM U-Net's CPU time goes, op by op, jaxdiff (XLA) against torch on the same shapes.
+"""Ops suite: where the CIFAR DDPM U-Net's CPU time goes, op by op, jaxdiff (XLA) against torch on the same shapes
+(``size="digits"``: the digits U-Net's shapes instead).
 
 The U-Net's building blocks at their CIFAR-10 shapes (Ho et al.: 128 channels at 32², 256 at 16², 8², 4²;
 GroupNorm(32); one-head self-attention at 16²), each timed forward and forward + backward (∇ of ⟨out, ct⟩ with
@@ -16,10 +17,16 @@ from jaxdiff.bench.timing import time_fn
 from jaxdiff.models.layers import GroupNorm
 
 
-def _ops(batch):
-  """name -> (flax module, input shape NHWC)."""
+def _ops(batch, size="cifar"):
+  """name -> (flax module, input shape NHWC): the CIFAR U-Net's blocks, or (``size="digits"``) the digits U-Net's
+  (32 / 64 channels at 16², 8², 4²; GroupNorm(8); attention at 8²)."""
   b = batch
   conv = lambda c: nn.Conv(c, (3, 3), padding=1)
+  if size == "digits":
+    return {"conv3x3_32_16x16": (conv(32), (b, 16, 16, 32)), "conv3x3_64_8x8": (conv(64), (b, 8, 8, 64)),
+            "conv3x3_64_4x4": (conv(64), (b, 4, 4, 64)), "groupnorm_silu_32_16x16": (_NormSiLU(groups=8),
+                                                                                     (b, 16, 16, 32)),
+            "attention_64_8x8": (_Attention(), (b, 8, 8, 64))}
   return {"conv3x3_128_32x32": (conv(128), (b, 32, 32, 128)), "conv3x3_256_16x16": (conv(256), (b, 16, 16, 256)),
           "conv3x3_256_8x8": (conv(256), (b, 8, 8, 256)), "conv3x3_256_4x4": (conv(256), (b, 4, 4, 256)),
           "groupnorm_silu_128_32x32": (_NormSiLU(), (b, 32, 32, 128)),
@@ -29,10 +36,11 @@ def _ops(batch):
 
 class _NormSiLU(nn.Module):
   flax_norm: bool = False  # flax's nn.GroupNorm instead of the U-Net's (models.layers.GroupNorm)
+  groups: int = 32
 
   @nn.compact
   def __call__(self, x):
-    return nn.silu((nn.GroupNorm if self.flax_norm else GroupNorm)(32, epsilon=1e-6)(x))
+    return nn.silu((nn.GroupNorm if self.flax_norm else GroupNorm)(self.groups, epsilon=1e-6)(x))
 
 
 class _Attention(nn.Module):
@@ -45,13 +53,13 @@ class _Attention(nn.Module):
     return nn.Dense(c)(jnp.einsum("bqk,bkc->bqc", a, v)).reshape(x.shape) + x
 
 
-def _torch_op(name, shape):
+def _torch_op(name, mod, shape):
   import torch
   c = shape[-1]
   if name.startswith("conv"):
     return torch.nn.Conv2d(c, c, 3, padding=1)
   if name.startswith("groupnorm"):
-    return torch.nn.Sequential(torch.nn.GroupNorm(32, c, eps=1e-6), torch.nn.SiLU())
+    return torch.nn.Sequential(torch.nn.GroupNorm(mod.groups, c, eps=1e-6), torch.nn.SiLU())
 
   class Attn(torch.nn.Module):
     def __init__(self):
@@ -66,10 +74,11 @@ def _torch_op(name, shape):
   return Attn()
 
 
-def bench_ops(batch, iters=5, peer=""):
-  """Rows ``<op>`` with ``forward_ms`` and ``fwd_bwd_ms`` (and the torch twins' with ``peer="torch"``)."""
+def bench_ops(batch, iters=5, peer="", size="cifar"):
+  """Rows ``<op>`` with ``forward_ms`` and ``fwd_bwd_ms`` (and the torch twins' with ``peer="torch"``) at the
+  ``size`` ("cifar" | "digits") U-Net's shapes."""
   rows = []
-  for name, (mod, shape) in _ops(batch).items():
+  for name, (mod, shape) in _ops(batch, size).items():
     x = jax.random.normal(jax.random.key(0), shape)
     params = mod.init(jax.random.key(1), x)
     fwd = jax.jit(mod.apply)
@@ -83,7 +92,7 @@ def bench_ops(batch, iters=5, peer=""):
       from jaxdiff.bench.peer import peer_device, timed, torch_device
       dev = torch_device()
       sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-      op = _torch_op(name, shape).to(dev)
+      op = _torch_op(name, mod, shape).to(dev)
       xt = torch.randn(shape[0], shape[3], shape[1], shape[2], device=dev)
       ctt = torch.randn_like(xt)
 

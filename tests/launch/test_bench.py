@@ -79,6 +79,14 @@ def test_bench_ops_json(tmp_path):
     assert r["peer_device"].startswith("torch ")  # the device the peer ran on, beside its numbers
 
 
+def test_bench_ops_at_the_digits_shapes():
+  from jaxdiff.bench.ops import bench_ops
+  rows = bench_ops(2, iters=1, size="digits")
+  assert [r["name"] for r in rows] == ["conv3x3_32_16x16", "conv3x3_64_8x8", "conv3x3_64_4x4",
+                                       "groupnorm_silu_32_16x16", "attention_64_8x8"]
+  assert rows[1]["shape_nhwc"] == [2, 8, 8, 64] and all(r["forward_ms"] > 0 and r["fwd_bwd_ms"] > 0 for r in rows)
+
+
 def test_bench_memory_orders_the_remat_policies():
   from jaxdiff.bench.memory import bench_memory
   rows = bench_memory("tiny", 2, "float32", t_bar=3, sampler="ddpm")
