@@ -35,8 +35,9 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", st
   """Returns x_adv (x's shape and dtype), and with ``return_report`` a dict of robust accuracy per attack.
 
   ``compact_buckets``: each attack runs on the robust points padded to a multiple of ⌈batch / compact_buckets⌉
-  (``robust_subset``); 1 attacks the whole batch every time (one compiled shape; points that already fell are
-  attacked again and their results dropped).
+  (``robust_subset``); where that is the whole batch, on the batch as it is (points that already fell are attacked
+  again and their results dropped). 1: always the whole batch (one compiled shape; the behaviour, and with a given
+  key the result, of jaxdiff before compaction).
 
   ``logits_fn`` must be hashable and stable across calls (attacks are jitted with it as a static
   argument): a function defined once, not a fresh lambda per batch — or, with ``params``, a pure
@@ -60,11 +61,14 @@ def autoattack(logits_fn, x, y, *, key, eps, norm="linf", version="standard", st
 
   def run(attack, *args, **kw):  # one attack on the robust points (padded); merges what it fooled
     idx, count = robust_subset(robust, compact_buckets)
-    sub = lambda a: a if count == len(robust) else a[idx]  # all robust: no gather
+    whole = len(idx) == len(robust)  # padded to the batch size anyway: attack the batch as it is, no gather
+    if whole:
+      idx = np.arange(len(robust))
+    sub = lambda a: a if whole else a[idx]
     adv, fooled = attack(logits_fn, sub(x), sub(y), *map(sub, args), **kw)
-    real, fooled = idx[:count], np.asarray(fooled)[:count]
-    x_adv[real[fooled]] = np.asarray(adv)[:count][fooled]
-    robust[real[fooled]] = False
+    hit = np.asarray(fooled) & (robust if whole else np.arange(len(idx)) < count)  # not the fallen, not the padding
+    x_adv[idx[hit]] = np.asarray(adv)[hit]
+    robust[idx[hit]] = False
 
   def done(name):
     report[name] = float(robust.mean())
