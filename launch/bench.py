@@ -8,8 +8,9 @@ Suites (``jaxdiff.bench``): ``unet`` (U-Net forward, train step, 75-step purific
 adds diffusers' UNet2DModel on the same weights), ``certify`` (denoised-smoothing draws/s against a host-loop
 baseline, measured in the same run; ``--peer=torch`` adds Carlini et al.'s PyTorch loop on the same weights),
 ``attack`` (PGD with the full gradient through t̄-step DDPM purification, images/s; ``--peer=torch``: DiffPure's
-loop; ``--autoattack`` adds AutoAttack-standard, its peer torchattacks' port, every point kept robust), ``ops`` (the CIFAR U-Net's convolutions, GroupNorm and attention one by one, forward and forward +
-backward; ``--peer=torch`` times torch on the same shapes: where the CPU time goes) and ``memory`` (bytes of the
+loop; ``--autoattack`` adds AutoAttack-standard, its peer torchattacks' port, every point kept robust), ``ops`` (the
+CIFAR or digits U-Net's convolutions, GroupNorm and attention one by one, forward and forward + backward;
+``--peer=torch`` times torch on the same shapes: where the CPU time goes) and ``memory`` (bytes of the
 input gradient through purification per rematerialisation policy, from XLA's memory analysis of the compiled
 program; ``--autoattack`` adds AutoAttack's programs).
 
@@ -19,7 +20,7 @@ program; ``--autoattack`` adds AutoAttack's programs).
   python launch/bench.py --suite=certify --pipeline=carlini --size=cifar --n=100000 --batch=500 --peer=torch
   python launch/bench.py --suite=attack --size=digits --classifier=tiny --batch=8 --peer=torch
   python launch/bench.py --suite=attack --size=digits --classifier=tiny --batch=8 --pgd_steps=0 --autoattack \
-      --aa_steps=10 --aa_queries=100 --peer=torch
+      --aa_steps=3 --aa_queries=20 --peer=torch
   XLA_FLAGS=--xla_cpu_use_onednn=true python launch/bench.py --suite=ops --batch=8 --peer=torch
   python launch/bench.py --suite=ops --size=digits --batch=500 --peer=torch        # the digits U-Net's shapes
 """
@@ -105,6 +106,8 @@ def main(argv):
       info.update(pipeline=FLAGS.pipeline, classifier="vit_base_patch16_224")
   else:
     from jaxdiff.bench.attack import bench_attack, bench_autoattack
+    if not (FLAGS.pgd_steps or FLAGS.autoattack):
+      raise app.UsageError("--suite=attack with --pgd_steps=0 measures nothing: give PGD steps or --autoattack")
     remat = (FLAGS.remat or ["step"])[0]
     extra, results = {}, []
     if FLAGS.pgd_steps:

@@ -19,18 +19,24 @@ from jaxdiff.bench.timing import throughput_record, time_fn
 from jaxdiff.robust import PurifiedClassifier, Purifier
 
 
+def _purified_setup(unet_cfg, cls_cfg, batch, t_bar, remat, peer):
+  """(PurifiedClassifier through t̄-step DDPM with the full gradient, random-weight params, parameter count, torch
+  twins or None, a batch of random pixels NHWC) shared by the attack rows."""
+  base, params, nparams, twins = build_denoised_classifier(unet_cfg, cls_cfg, peer=peer)
+  logits_fn = PurifiedClassifier(Purifier(base.denoiser, t_bar=t_bar, sampler="ddpm", gradient="full",
+                                          remat=POLICIES[remat]),
+                                 base.classifier)
+  x = jax.random.uniform(jax.random.key(3), (batch, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels))
+  return logits_fn, params, nparams, twins, x
+
+
 def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1, peer="", remat="step",
                  peer_timed_steps=None, peer_compile=False):
   """Row ``pgd<steps>_purify_ddpm_t<t̄>``: seconds per attack of ``batch`` images and images/s; ``peer="torch"``
   adds the PyTorch loop's time and ``speedup_vs_peer``. ``remat``: the gradient's rematerialisation policy
   (``bench.memory.POLICIES``: none / step / dots). ``peer_timed_steps``: time that many of the peer's PGD steps and
   scale (``peer.peer_pgd_seconds``); the row records it. ``peer_compile``: the peer's networks in torch.compile."""
-  base, params, nparams, twins = build_denoised_classifier(unet_cfg, cls_cfg, peer=peer)
-  logits_fn = PurifiedClassifier(Purifier(base.denoiser, t_bar=t_bar, sampler="ddpm", gradient="full",
-                                          remat=POLICIES[remat]),
-                                 base.classifier)
-  shape = (batch, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels)
-  x = jax.random.uniform(jax.random.key(3), shape)
+  logits_fn, params, nparams, twins, x = _purified_setup(unet_cfg, cls_cfg, batch, t_bar, remat, peer)
   y = jnp.arange(batch, dtype=jnp.int32) % cls_cfg.num_classes
   run = lambda p, x, k: pgd_jit(logits_fn, x, y, key=k, eps=eps, steps=steps, stochastic=True, params=p)
   secs = time_fn(run, params, x, jax.random.key(0), iters=iters)  # the warm-up call compiles
@@ -82,12 +88,8 @@ def bench_autoattack(unet_cfg, cls_cfg, *, batch, t_bar, eps=1e-4, steps=100, qu
   measures a mixed run, where both sides skip the points that fell (``compact_buckets``: ``attacks.autoattack``'s;
   1 attacks the whole batch every time) and ``robust_per_attack`` says how many did. The first call's time,
   compilation included, is ``first_call_seconds``. ``peer_compile``: the peer's networks in torch.compile."""
-  base, params, nparams, twins = build_denoised_classifier(unet_cfg, cls_cfg, peer=peer)
-  logits_fn = FixedNoise(PurifiedClassifier(Purifier(base.denoiser, t_bar=t_bar, sampler="ddpm", gradient="full",
-                                                     remat=POLICIES[remat]),
-                                            base.classifier))
-  shape = (batch, unet_cfg.image_size, unet_cfg.image_size, unet_cfg.in_channels)
-  x = jax.random.uniform(jax.random.key(3), shape)
+  purified, params, nparams, twins, x = _purified_setup(unet_cfg, cls_cfg, batch, t_bar, remat, peer)
+  logits_fn = FixedNoise(purified)
   y = jnp.argmax(jax.jit(logits_fn)(params, x), -1)
   targets = cls_cfg.num_classes - 1
   run = lambda: autoattack(logits_fn, x, y, key=jax.random.key(0), eps=eps, steps=steps, square_queries=queries,
