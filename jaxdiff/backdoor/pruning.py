@@ -4,7 +4,8 @@ Diff-Pruning baseline (Fang et al. 2023), plus the repair fine-tune. Model space
 A channel group is one output channel of a conv or dense layer: its filter and bias, and for a ResnetBlock's
 ``conv1`` also the time-embedding projection that is added to that channel and the ``norm2`` scale/shift that
 normalises it (``COUPLED``). Pruning is a 0/1 mask over the parameters (the exported model is an ordinary
-model with those entries zero); the output conv is never pruned.
+model with those entries zero); the output conv is never pruned. ``streams`` couple the layers that write one
+residual stream (torch-pruning's dependency groups, which the papers prune with): channel c goes from all of them.
 
 Taylor importance of group i (Diff-Cleanse Eq. 9, Molchanov et al. 2019): I(θ_i) = Σ_k |θ_ik Σ_{t≥𝒯} ∂L_t/∂θ_ik|,
 with L_t = ‖ε − ε_θ(x_t, t)‖² on clean inputs x_t = √ᾱ_t x + √(1−ᾱ_t) ε (I^c) and on inputs carrying the
@@ -144,14 +145,34 @@ def importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from, str
   return taylor_importance(params, g_c, groups), taylor_importance(params, g_b, groups)
 
 
-def prune(params, scores_clean, scores_trigger, ratio, method="diff_cleanse"):
-  """(mask, pruned) of ``method``: "diff_cleanse" — largest I^b − I^c per layer; "diff_pruning" — smallest I^c."""
+def couple(scores, streams=()):
+  """{group name: (layer, ...)}: each of ``streams`` (tuples of layer names whose channel c is one channel, e.g.
+  ``models.unet.residual_streams``) is one group, pruned together; every other layer of ``scores`` is its own."""
+  groups, seen = {}, set()
+  for stream in streams:
+    missing = [n for n in stream if n not in scores]
+    if missing:
+      raise ValueError(f"residual stream {stream} names layers {missing} that are not prunable layers of the model")
+    if len({len(scores[n]) for n in stream}) != 1:
+      raise ValueError(f"residual stream {stream} couples layers of different widths")
+    groups["+".join(stream)] = tuple(stream)
+    seen.update(stream)
+  groups.update({n: (n,) for n in scores if n not in seen})
+  return groups
+
+
+def prune(params, scores_clean, scores_trigger, ratio, method="diff_cleanse", streams=()):
+  """(mask, pruned) of ``method``: "diff_cleanse" — largest I^b − I^c per group; "diff_pruning" — smallest I^c.
+  A group is a layer, or a whole residual stream of ``streams`` (its score the sum of its layers': the Taylor
+  importance of every parameter the channel owns), so ⌊ratio·C⌋ channels go from each layer either way."""
   if method not in METHODS:
     raise ValueError(f"unknown pruning method {method!r}; choose one of {METHODS}")
-  if method == "diff_cleanse":
-    pruned = select_channels({k: scores_trigger[k] - scores_clean[k] for k in scores_clean}, ratio, largest=True)
-  else:
-    pruned = select_channels(scores_clean, ratio, largest=False)
+  score = ({k: scores_trigger[k] - scores_clean[k] for k in scores_clean} if method == "diff_cleanse"
+           else scores_clean)
+  groups = couple(score, streams)
+  chosen = select_channels({g: sum(score[n] for n in layers) for g, layers in groups.items()}, ratio,
+                           largest=method == "diff_cleanse")
+  pruned = {n: chosen[g] for g, layers in groups.items() for n in layers}
   return channel_mask(params, channel_groups(params), pruned), pruned
 
 

@@ -177,6 +177,50 @@ class UNet(nn.Module):
     return Conv(cfg.out_channels, (3, 3), padding=1, dtype=dt, name="conv_out")(h).astype(jnp.float32)
 
 
+def residual_streams(cfg: UNetConfig):
+  """[(layer path, ...)] per residual stream of ``UNet(cfg)``: the layers whose outputs are summed into one
+  stream, so their output channel c is the stream's channel c (zero them all and the stream's channel is zero).
+  A stream starts at ``conv_in``, a down/upsampler or a ResnetBlock whose input width differs from its output
+  (its ``conv_shortcut``; up blocks read a concatenation, so each of their ResnetBlocks starts one); each
+  ResnetBlock's ``conv2`` and AttentionBlock's ``to_out_0`` add to the current one. These are the groups
+  torch-pruning's dependency graph couples (Diff-Cleanse and Diff-Pruning prune with it). Walks the layers
+  in ``UNet.__call__``'s order."""
+  chans, nlev = tuple(cfg.block_out_channels), len(cfg.block_out_channels)
+  streams = [["conv_in"]]
+  width, skips = chans[0], [chans[0]]
+
+  def resnet(name, cin, cout):
+    if cin != cout:
+      streams.append([f"{name}/conv_shortcut", f"{name}/conv2"])
+    else:
+      streams[-1].append(f"{name}/conv2")
+
+  for i, ch in enumerate(chans):
+    for j in range(cfg.layers_per_block):
+      resnet(f"down_blocks_{i}_resnets_{j}", width, ch)
+      width = ch
+      if cfg.down_attention[i]:
+        streams[-1].append(f"down_blocks_{i}_attentions_{j}/to_out_0")
+      skips.append(width)
+    if i < nlev - 1:
+      streams.append([f"down_blocks_{i}_downsamplers_0/conv"])
+      skips.append(width)
+  resnet("mid_block_resnets_0", width, chans[-1])
+  width = chans[-1]
+  if cfg.mid_attention:
+    streams[-1].append("mid_block_attentions_0/to_out_0")
+  resnet("mid_block_resnets_1", width, width)
+  for i, ch in enumerate(reversed(chans)):
+    for j in range(cfg.layers_per_block + 1):
+      resnet(f"up_blocks_{i}_resnets_{j}", width + skips.pop(), ch)
+      width = ch
+      if cfg.up_attention[i]:
+        streams[-1].append(f"up_blocks_{i}_attentions_{j}/to_out_0")
+    if i < nlev - 1:
+      streams.append([f"up_blocks_{i}_upsamplers_0/conv"])
+  return [tuple(s) for s in streams]
+
+
 def init_unet(cfg: UNetConfig, key, batch_size=1):
   """Returns (model, params) with params initialised for ``cfg`` (fp32)."""
   model = UNet(cfg)

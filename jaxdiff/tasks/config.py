@@ -611,19 +611,22 @@ def add_scan(c, *, model="", encoder_path=""):
       elijah=True, elijah_iterations=100, elijah_lambda=0.5,
       remove=False,                # Diff-Cleanse stage 2 on the inverted trigger; the repaired model → WORKDIR/repaired
       remove_ratio=0.03,           # share of each layer's channels pruned (⌊ratio·C⌋; the paper: 1–2 % of 128–512)
+      prune_groups="layer",        # layer: each layer's channels alone | residual: a residual stream's writers together
       remove_loss="loss_p",        # loss_p (clean + unpruned teacher) | loss_c (clean only; Table 4's ablation)
       taylor_threshold=0.95,       # 𝒯 / T: Taylor scores sum the gradients of t ≥ 𝒯 (950 of 1000)
       taylor_batch=16,
-      finetune_data="synthetic",   # synthetic: samples of the model itself (DDIM) | real: config.data's train split
-      finetune_samples=512, synthetic_steps=50,
+      finetune_data="synthetic",   # synthetic: samples of the model itself | real: config.data's train split
+      finetune_samples=512,
+      synthetic_sampler="ddpm",    # sampler (and steps) of those samples and of the scan's FID samples; a few-step
+      synthetic_steps=100,         #   DDIM's samples are worse, and the repair learns them
       finetune_steps=300, finetune_batch=32, finetune_lr=2e-4,
       fid_classifier=encoder_path,  # FID features (penultimate layer) of the removal's before/after samples
       fid_samples=192))
   return c
 
 
-REMOVAL_KEYS = ("remove_ratio", "remove_loss", "taylor_threshold", "taylor_batch", "finetune_data",
-                "finetune_samples", "synthetic_steps", "finetune_steps", "finetune_batch", "finetune_lr")
+REMOVAL_KEYS = ("remove_ratio", "prune_groups", "remove_loss", "taylor_threshold", "taylor_batch", "finetune_data",
+                "finetune_samples", "synthetic_sampler", "synthetic_steps", "finetune_steps", "finetune_batch", "finetune_lr")
 
 
 SCAN_RULES = [
@@ -646,9 +649,11 @@ SCAN_RULES = [
                  when=lambda c: c.task == "scan" and c.scan.encoder == "classifier"),
     integer("scan.evidence_samples", 2), integer("scan.elijah_iterations", 1), number("scan.elijah_lambda", 0),
     number("scan.remove_ratio", 0, 0.5), one_of("scan.remove_loss", ("loss_p", "loss_c")),
+    one_of("scan.prune_groups", ("layer", "residual")),
     number("scan.taylor_threshold", 0, 1, hi_open=True), integer("scan.taylor_batch", 1),
     one_of("scan.finetune_data", ("synthetic", "real")), integer("scan.finetune_samples", 1),
-    integer("scan.synthetic_steps", 1), integer("scan.finetune_steps", 0), integer("scan.finetune_batch", 1),
+    one_of("scan.synthetic_sampler", SAMPLERS), integer("scan.synthetic_steps", 1),
+    integer("scan.finetune_steps", 0), integer("scan.finetune_batch", 1),
     number("scan.finetune_lr", 0, lo_open=True), integer("scan.fid_samples", 2),
     model_folder("scan.fid_classifier", "classifier export whose penultimate features the removal's FID uses",
                  when=lambda c: c.task in ("scan", "defend_zoo") and (c.task != "scan" or c.scan.remove)),

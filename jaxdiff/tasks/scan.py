@@ -158,7 +158,8 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
   reference = features(source.get(np.arange(len(source)))[0])
   fids = []
   for p in (params, repaired):
-    x = defence.synthesize(model, p, d, shape, s.fid_samples, jax.random.fold_in(key, 3), s.synthetic_steps)
+    x = defence.synthesize(model, p, d, shape, s.fid_samples, jax.random.fold_in(key, 3), s.synthetic_steps,
+                             s.synthetic_sampler)
     fids.append(fid(features(x), reference))
   out = os.path.join(workdir, "repaired")
   export_model(out, "unet", meta["model"], {"params": repaired},

@@ -3,6 +3,9 @@ refused with one clear message before any work."""
 import json
 import os
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from conftest import tiny_exports
@@ -110,3 +113,58 @@ def test_entropy_mode_passes_the_shipped_digits_ddpm(tmp_path):
   c.scan.update(mode="entropy", entropy_trials=3, entropy_inputs=100)
   r = run_scan(c, str(tmp_path))
   assert r["backdoored"] is False and r["entropy"] > c.scan.entropy_threshold
+
+
+
+def _kernel(params, name):
+  for part in name.split("/"):
+    params = params[part]
+  return np.asarray(params["kernel"])
+
+
+def test_residual_pruning_takes_a_channel_from_every_writer_of_a_stream():
+  from configs import scan
+  from jaxdiff.backdoor import pruning
+  from jaxdiff.models import UNet, UNetConfig
+  from jaxdiff.models.cnn import SimpleCNN
+  from jaxdiff.models.unet import residual_streams
+  from jaxdiff.tasks import defence
+  cfg = UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
+                        layers_per_block=2, norm_num_groups=4, dropout=0.0)
+  model = UNet(cfg)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,)))["params"]
+  rng = np.random.default_rng(1)
+  scores = tuple({g.name: rng.random(g.size) for g in pruning.channel_groups(params)} for _ in range(2))
+  c = scan.get_config()
+  c.scan.update(prune_groups="residual", finetune_steps=0)
+  repaired, fraction, worst = defence.repair(c, model, params, {"schedule": "linear", "num_timesteps": 1000}, None,
+                                             scores, method="diff_cleanse", ratio=0.25, reference=True, workdir=None,
+                                             fingerprint=None, desc="")
+  assert 0 < fraction <= worst <= 0.25
+  for stream in residual_streams(cfg):  # the same ⌊0.25·C⌋ channels zeroed in every writer of the stream
+    cut = {tuple(np.flatnonzero(np.abs(k.reshape(-1, k.shape[-1])).max(0) == 0))
+           for k in (_kernel(repaired, n) for n in stream)}
+    assert len(cut) == 1 and len(next(iter(cut))) == _kernel(params, stream[0]).shape[-1] // 4, stream
+  c.scan.prune_groups = "layer"
+  assert defence.prune_streams(c.scan, SimpleCNN()) == ()
+  c.scan.prune_groups = "residual"
+  with pytest.raises(ConfigError, match="residual streams of the DDPM U-Net only, not of SimpleCNN"):
+    defence.prune_streams(c.scan, SimpleCNN())
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_repair_data_come_from_the_configured_sampler(sampler):
+  from configs import scan
+  from jaxdiff import diffusion
+  from jaxdiff.models import UNet, UNetConfig, eps_fn_of
+  from jaxdiff.tasks import defence
+  model = UNet(UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1,), attention_resolutions=(),
+                              layers_per_block=1, norm_num_groups=4, dropout=0.0))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,)))["params"]
+  c = scan.get_config()
+  c.scan.update(synthetic_sampler=sampler, synthetic_steps=3, finetune_samples=5)
+  d = {"schedule": "linear", "num_timesteps": 1000}
+  got = defence.clean_images(c, model, params, d, (8, 8, 1), jax.random.key(7))
+  want = diffusion.sample(eps_fn_of(model, params), diffusion.make_schedule("linear", 1000),
+                          key=jax.random.fold_in(jax.random.key(7), 0), shape=(5, 8, 8, 1), sampler=sampler, num_steps=3)
+  np.testing.assert_allclose(got, np.clip((np.asarray(want) + 1) / 2, 0, 1), atol=1e-5)
