@@ -168,18 +168,15 @@ def test_elijah_repair_loss_is_the_clean_loss_when_tau_is_no_shift():
   assert float(m2["loss_trigger"]) > 1e-4 and abs(float(m2["loss_c"]) - float(m["loss_c"])) < 1e-6
 
 
-# two writers into one stream at every level (layers_per_block 2, attention at 8² and in the middle), and a
-# level whose width does not change (8 → 8: its first ResnetBlock adds to the downsampler's stream)
-STREAMY = UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1, 1, 2),
-                          attention_resolutions=(8,), layers_per_block=2, norm_num_groups=4, dropout=0.0)
-
-
-def _stream_outputs(model, params, stream):
-  """Every output the stream's writers make, captured: the ResnetBlock / AttentionBlock (after the residual sum)
-  or the conv itself (conv_in, samplers)."""
+def _captured(model, params):
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
   _, inter = model.apply({"params": params}, x, jnp.array([10.0, 700.0]), capture_intermediates=True)
-  flat = tu.flatten_dict(inter["intermediates"])
+  return tu.flatten_dict(inter["intermediates"])
+
+
+def _stream_outputs(flat, stream):
+  """Every output the stream's writers make, from captured intermediates ``flat``: the ResnetBlock /
+  AttentionBlock (after the residual sum) or the conv itself (conv_in, samplers)."""
   keys = {tuple(p.split("/")[:-1]) if p.endswith(("conv2", "conv_shortcut", "to_out_0")) else tuple(p.split("/"))
           for p in stream}
   return [flat[k + ("__call__",)][0] for k in sorted(keys)]
@@ -187,34 +184,32 @@ def _stream_outputs(model, params, stream):
 
 def test_residual_streams_cover_every_writer_once_and_zero_the_stream():
   from jaxdiff.models.unet import residual_streams
-  model = UNet(STREAMY)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,)))["params"]
-  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(p.size), p.shape), params)
-  streams = residual_streams(STREAMY)
+  model, params = _unet()
+  streams = residual_streams(TINY)
   writers = [n for s in streams for n in s]
   groups = {g.name: g for g in pruning.channel_groups(params)}
   want = {n for n in groups if n.endswith(("conv2", "conv_shortcut", "to_out_0", "conv_in", "samplers_0/conv"))}
   assert len(writers) == len(set(writers)) and set(writers) == want
-  assert max(len(s) for s in streams) >= 4  # the 8 → 8 level's stream runs through two levels' blocks
+  assert max(len(s) for s in streams) >= 4  # the last level's stream runs on through the middle block
   # channel 1 of every stream pruned: every output written into a stream is exactly 0 in channel 1
   pruned = {n: np.arange(groups[n].size) == 1 for n in writers}
   masked = pruning.apply_mask(params, pruning.channel_mask(params, list(groups.values()), pruned))
+  flat = _captured(model, masked)
   for stream in streams:
-    for out in _stream_outputs(model, masked, stream):
+    for out in _stream_outputs(flat, stream):
       assert float(jnp.max(jnp.abs(out[..., 1]))) == 0.0, stream
       assert float(jnp.max(jnp.abs(out[..., 0]))) > 0.0
   # one writer left out (per-layer pruning): the stream's channel comes back after it
   longest = max(streams, key=len)
   partial = {n: np.arange(groups[n].size) == 1 for n in longest[:-1]}
   masked = pruning.apply_mask(params, pruning.channel_mask(params, list(groups.values()), partial))
-  assert float(jnp.max(jnp.abs(_stream_outputs(model, masked, longest)[-1][..., 1]))) > 0.0
+  assert float(jnp.max(jnp.abs(_stream_outputs(_captured(model, masked), longest)[-1][..., 1]))) > 0.0
 
 
 def test_prune_couples_a_stream_by_its_summed_score():
   from jaxdiff.models.unet import residual_streams
-  model = UNet(STREAMY)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,)))["params"]
-  streams = residual_streams(STREAMY)
+  _, params = _unet()
+  streams = residual_streams(TINY)
   groups = pruning.channel_groups(params)
   rng = np.random.default_rng(0)
   clean = {g.name: rng.random(g.size) for g in groups}
