@@ -626,7 +626,8 @@ def add_scan(c, *, model="", encoder_path=""):
 
 
 REMOVAL_KEYS = ("remove_ratio", "prune_groups", "remove_loss", "taylor_threshold", "taylor_batch", "finetune_data",
-                "finetune_samples", "synthetic_sampler", "synthetic_steps", "finetune_steps", "finetune_batch", "finetune_lr")
+                "finetune_samples", "synthetic_sampler", "synthetic_steps", "finetune_steps", "finetune_batch",
+                "finetune_lr")
 
 
 SCAN_RULES = [

@@ -209,9 +209,10 @@ def prune_streams(s, model):
 
 def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc, tau=None):
   """(repaired params, pruned fraction, largest per-layer fraction): prune ``ratio`` of each layer's channels by
-  ``method`` ("diff_cleanse" | "diff_pruning"; per layer or per residual stream, ``scan.prune_groups``) and fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel)
-  with loss_p (``reference``) or loss_c; ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted
-  trigger ``tau``. Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
+  ``method`` ("diff_cleanse" | "diff_pruning"; per layer or per residual stream, ``scan.prune_groups``) and
+  fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel) with loss_p (``reference``) or loss_c;
+  ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted trigger ``tau``.
+  Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
   s = config.scan
   schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   if method == "elijah":

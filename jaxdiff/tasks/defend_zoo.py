@@ -134,6 +134,8 @@ def run_defend_zoo(config, workdir):
   for name, spec in progress(entries, desc="defend_zoo: models", unit="model"):
     model, variables, meta = _load(config, name)
     params = variables["params"]
+    if config.defend.remove:
+      defence.prune_streams(config.scan, model)  # before this model's inversion, not after
     cache = os.path.join(workdir, "models", name, "defend.json")
     fp = canonical({"model": meta.get("fingerprint"), "detect": {k: config.scan[k] for k in DETECT_KEYS},
                     "removal": {k: config.scan[k] for k in REMOVAL_KEYS},

@@ -46,6 +46,7 @@ def run_scan(config, workdir):
   encode = defence.encoder(s, shape)
   reference = None
   if s.remove:  # the FID reference of the repair: config.data, which must be the model's data
+    defence.prune_streams(s, model)  # a prune_groups the model has no streams for fails before the inversion
     reference = make_source(config.data, "train")
     if tuple(reference.shape) != shape:
       raise ConfigError(f"config.scan.remove = True measures the repair against config.data ({config.data.name}, "
@@ -159,7 +160,7 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
   fids = []
   for p in (params, repaired):
     x = defence.synthesize(model, p, d, shape, s.fid_samples, jax.random.fold_in(key, 3), s.synthetic_steps,
-                             s.synthetic_sampler)
+                           s.synthetic_sampler)
     fids.append(fid(features(x), reference))
   out = os.path.join(workdir, "repaired")
   export_model(out, "unet", meta["model"], {"params": repaired},

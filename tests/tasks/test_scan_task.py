@@ -158,13 +158,14 @@ def test_repair_data_come_from_the_configured_sampler(sampler):
   from jaxdiff import diffusion
   from jaxdiff.models import UNet, UNetConfig, eps_fn_of
   from jaxdiff.tasks import defence
-  model = UNet(UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1,), attention_resolutions=(),
-                              layers_per_block=1, norm_num_groups=4, dropout=0.0))
+  model = UNet(UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1,),
+                              attention_resolutions=(), layers_per_block=1, norm_num_groups=4, dropout=0.0))
   params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,)))["params"]
   c = scan.get_config()
   c.scan.update(synthetic_sampler=sampler, synthetic_steps=3, finetune_samples=5)
   d = {"schedule": "linear", "num_timesteps": 1000}
   got = defence.clean_images(c, model, params, d, (8, 8, 1), jax.random.key(7))
   want = diffusion.sample(eps_fn_of(model, params), diffusion.make_schedule("linear", 1000),
-                          key=jax.random.fold_in(jax.random.key(7), 0), shape=(5, 8, 8, 1), sampler=sampler, num_steps=3)
+                          key=jax.random.fold_in(jax.random.key(7), 0), shape=(5, 8, 8, 1), sampler=sampler,
+                          num_steps=3)
   np.testing.assert_allclose(got, np.clip((np.asarray(want) + 1) / 2, 0, 1), atol=1e-5)
