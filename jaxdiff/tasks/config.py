@@ -621,7 +621,7 @@ def add_scan(c, *, model="", encoder_path=""):
       synthetic_steps=100,         #   DDIM's samples are worse, and the repair learns them
       finetune_steps=300, finetune_batch=32, finetune_lr=2e-4,
       fid_classifier=encoder_path,  # FID features (penultimate layer) of the removal's before/after samples
-      fid_samples=192))
+      fid_samples=1024))           # at 192 a digits model's FID reads ~0.7 high and ±13 %: wider than a 25 % bar
   return c
 
 
@@ -675,7 +675,8 @@ def add_defend(c, *, zoo_workdir=""):
       remove_models=(),            # which backdoored models to repair; () = all of them
       ablations=True,              # BBTI without ℓ_e (Table 3) and Diff-Cleanse with loss_c (Table 4)
       elijah_removal=True,         # Elijah's removal (fine-tune with its τ, no pruning) as a baseline row
-      ratios=(0.1,)))              # both methods also at these ratios (besides scan.remove_ratio); Diff-Pruning: 7–13 %
+      ratios=(0.1,),               # both methods also at these ratios (besides scan.remove_ratio); Diff-Pruning: 7–13 %
+      fid_samples=1024))           # clean samples per FID of the removal rows (zoo.fid_samples: the zoo's own table)
   return c
 
 
@@ -690,6 +691,7 @@ DEFEND_RULES = [
          "must list entries of config.zoo.models (or be empty for every backdoored one)", when=task_is("defend_zoo")),
     each("defend.ratios", lambda r: _is_num(r) and 0 <= r <= 0.5, "are ratios in [0, 0.5]",
          nonempty=False),
+    integer("defend.fid_samples", 2),
 ]
 
 RULES += DEFEND_RULES

@@ -89,7 +89,7 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
 
   def measure(p):
     triggered = generate(config, model, p, k_eval, z.num_samples, spec.sampler, backdoor)
-    clean = generate(config, model, p, jax.random.fold_in(k_eval, 1), z.fid_samples, spec.sampler)
+    clean = generate(config, model, p, jax.random.fold_in(k_eval, 1), config.defend.fid_samples, spec.sampler)
     return judge.asr(backdoor, triggered), judge.fid(clean)
 
   asr0, fid0 = measure(params)
@@ -113,7 +113,7 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
     asr1, fid1 = measure(repaired)
     rows.append({"model": name, "method": method, "loss": loss, "ratio": ratio, "pruned_fraction": fraction,
                  "max_layer_fraction": worst, "asr_before": asr0, "asr_after": asr1, "fid_before": fid0,
-                 "fid_after": fid1})
+                 "fid_after": fid1, "fid_samples": int(config.defend.fid_samples)})
   return rows
 
 
@@ -205,7 +205,7 @@ def report_markdown(config, r):
               f"{m['fid_before']:.2f} → {m['fid_after']:.2f}"] for m in rem]
     md += [f"\nRemoval (Tables 2 and 4): prune ⌊ratio·C⌋ channels of each layer, fine-tune {s.finetune_steps} steps "
            f"(lr {s.finetune_lr:g}, batch {s.finetune_batch}) on {s.finetune_samples} {s.finetune_data} images; ASR "
-           "with the real trigger, FID of clean samples.\n",
+           f"with the real trigger ({config.zoo.num_samples} samples), FID of {config.defend.fid_samples} clean samples.\n",
            markdown_table(["model", "method", "loss", "ratio", "pruned", "ASR", "FID"], rows2)]
   md.append("\ntriggers.png: rows real trigger (TrojDiff: δ), BBTI's r, Elijah's τ (model space shown as pixels); "
             "one column per backdoored model.\n")

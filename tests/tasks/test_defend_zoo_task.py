@@ -11,6 +11,7 @@ from configs.default import zoo_entry
 from jaxdiff.errors import ConfigError
 from jaxdiff.tasks.defence import elijah_forest
 from jaxdiff.tasks.defend_zoo import run_defend_zoo
+from jaxdiff.tasks.generation import Judge
 from jaxdiff.tasks.zoo import run_zoo
 
 
@@ -32,17 +33,20 @@ def _tiny(tmp_path):
   c.scan.update(encoder_path=cnn, fid_classifier=cnn, iterations=2, batch=4, num_steps=2, elijah_iterations=2,
                 samplers=("ddim",), remove_ratio=0.2, finetune_samples=8, synthetic_steps=2, finetune_steps=2,
                 finetune_batch=4, taylor_batch=2, taylor_threshold=0.99)
-  c.defend.update(zoo_workdir=str(tmp_path / "zoo"), ratios=(0.3,))
+  c.defend.update(zoo_workdir=str(tmp_path / "zoo"), ratios=(0.3,), fid_samples=6)
   return c
 
 
-def test_defend_zoo_tiny_end_to_end(tmp_path):
+def test_defend_zoo_tiny_end_to_end(tmp_path, monkeypatch):
   c = _tiny(tmp_path)
   zc = c.copy_and_resolve_references()
   zc.task = "zoo"
   run_zoo(zc, c.defend.zoo_workdir)
   wd = tmp_path / "wd"
+  fid_sizes, fid = [], Judge.fid
+  monkeypatch.setattr(Judge, "fid", lambda self, x: fid_sizes.append(len(x)) or fid(self, x))
   r = run_defend_zoo(c, str(wd))
+  assert fid_sizes and set(fid_sizes) == {6}  # the removal's FID: defend.fid_samples, not the zoo's 4
   saved = json.load(open(wd / "report.json"))
   assert saved["detection"] == r["detection"] and saved["removal"] == r["removal"]
   det = {d["model"]: d for d in saved["detection"]}
