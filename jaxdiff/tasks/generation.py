@@ -161,5 +161,14 @@ class Judge:
       return mse_attack_success_rate(mse_per_sample(images, (backdoor.target + 1) / 2), self.threshold)
     return self.target_share(backdoor, images)
 
+  @staticmethod
+  def target_mse(backdoor, images):
+    """Median MSE (pixel [0, 1]) of triggered ``images`` to an image target; None for class targets. Beside the
+    ASR's hard threshold it tells a backdoor that is gone (MSE of a digit to the target, ~0.1) from one whose
+    target only came out blurred (just above the threshold)."""
+    if backdoor.target is None:
+      return None
+    return float(np.median(mse_per_sample(images, (backdoor.target + 1) / 2)))
+
   def fid(self, images):
     return fid(self.features(images), self.reference)

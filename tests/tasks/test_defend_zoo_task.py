@@ -2,6 +2,7 @@
 every method, Elijah's leave-one-out forest, the per-model cache, and bad inputs refused."""
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -64,6 +65,7 @@ def test_defend_zoo_tiny_end_to_end(tmp_path, monkeypatch):
   assert runs == {("bd", *k) for k in want}  # d2i: detection only (defend.remove_models = bd)
   for m in saved["removal"]:
     assert {"model", "method", "pruned_fraction", "asr_before", "asr_after", "fid_before", "fid_after"} <= set(m)
+    assert m["target_mse_before"] >= 0 and m["target_mse_after"] >= 0  # bd's target is an image
     assert (0 < m["pruned_fraction"] <= m["ratio"] and m["max_layer_fraction"] <= m["ratio"]) or (
         m["method"] == "elijah" and m["pruned_fraction"] == 0)
   assert os.path.getsize(wd / "triggers.png") > 100 and "Detection ACC: BBTI" in open(wd / "report.md").read()
@@ -97,3 +99,11 @@ def test_reading_a_zoo_workdir_never_trains_into_it(tmp_path):
   with pytest.raises(ConfigError, match="holds no Out-D2D classifier trained with these settings"):
     out_classifier(defend_zoo_digits.get_config(), str(zoo), train=False)
   assert not any(zoo.iterdir())
+
+
+def test_target_mse_is_the_median_pixel_mse_to_an_image_target_and_none_for_a_class():
+  target = np.zeros((4, 4, 1), np.float32)  # model space: pixel 0.5
+  images = 0.5 + np.array([0.01, 0.1, 0.2, 0.3, 0.4], np.float32)[:, None, None, None] * np.ones((5, 4, 4, 1))
+  image_target = types.SimpleNamespace(target=target)
+  assert Judge.target_mse(image_target, images) == pytest.approx(0.2 ** 2, rel=1e-5)
+  assert Judge.target_mse(types.SimpleNamespace(target=None), images) is None  # D2D: a class, no image
