@@ -620,6 +620,8 @@ def add_scan(c, *, model="", encoder_path=""):
       synthetic_sampler="ddpm",    # sampler (and steps) of those samples and of the scan's FID samples; a few-step
       synthetic_steps=100,         #   DDIM's samples are worse, and the repair learns them
       finetune_steps=300, finetune_batch=32, finetune_lr=2e-4,
+      finetune_ema=0.999,          # the repaired model is the fine-tune's EMA (this decay, warm-up min(d, (1 + s)
+                                   #   /(10 + s))); 0: its last iterate, whose FID varied 1.2–2.0 between seeds
       fid_classifier=encoder_path,  # FID features (penultimate layer) of the removal's before/after samples
       fid_samples=1024))           # at 192 a digits model's FID reads ~0.7 high and ±13 %: wider than a 25 % bar
   return c
@@ -627,7 +629,7 @@ def add_scan(c, *, model="", encoder_path=""):
 
 REMOVAL_KEYS = ("remove_ratio", "prune_groups", "remove_loss", "taylor_threshold", "taylor_batch", "finetune_data",
                 "finetune_samples", "synthetic_sampler", "synthetic_steps", "finetune_steps", "finetune_batch",
-                "finetune_lr")
+                "finetune_lr", "finetune_ema")
 
 
 SCAN_RULES = [
@@ -655,7 +657,8 @@ SCAN_RULES = [
     one_of("scan.finetune_data", ("synthetic", "real")), integer("scan.finetune_samples", 1),
     one_of("scan.synthetic_sampler", SAMPLERS), integer("scan.synthetic_steps", 1),
     integer("scan.finetune_steps", 0), integer("scan.finetune_batch", 1),
-    number("scan.finetune_lr", 0, lo_open=True), integer("scan.fid_samples", 2),
+    number("scan.finetune_lr", 0, lo_open=True), number("scan.finetune_ema", 0, 1, hi_open=True),
+    integer("scan.fid_samples", 2),
     model_folder("scan.fid_classifier", "classifier export whose penultimate features the removal's FID uses",
                  when=lambda c: c.task in ("scan", "defend_zoo") and (c.task != "scan" or c.scan.remove)),
 ]

@@ -210,7 +210,8 @@ def prune_streams(s, model):
 def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc, tau=None):
   """(repaired params, pruned fraction, largest per-layer fraction): prune ``ratio`` of each layer's channels by
   ``method`` ("diff_cleanse" | "diff_pruning"; per layer or per residual stream, ``scan.prune_groups``) and
-  fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel) with loss_p (``reference``) or loss_c;
+  fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel) with loss_p (``reference``) or loss_c, keeping the
+  last iterate or, with ``scan.finetune_ema`` > 0, the EMA of the iterates;
   ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted trigger ``tau``.
   Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
   s = config.scan
@@ -226,10 +227,11 @@ def repair(config, model, params, d, images, scores, *, method, ratio, reference
     return pruning.apply_mask(params, mask), fraction, worst
   c = ml_collections.ConfigDict(config.to_dict())
   c.train.update(num_steps=int(s.finetune_steps), batch_size=int(s.finetune_batch), use_ema=False,
-                 checkpoint_every=max(100, int(s.finetune_steps)), stop_at=0)
+                 ema_decay=float(s.finetune_ema) or c.train.ema_decay, checkpoint_every=max(100, int(s.finetune_steps)),
+                 stop_at=0)
   c.optim.update(name="adam", lr=float(s.finetune_lr), warmup_steps=0, decay="constant", grad_clip=1.0,
                  weight_decay=0.0)
   source = ArraySource(np.asarray(images, np.float32), np.zeros(len(images), np.int32), 1)
   state, _ = fit(model, {"params": params}, loss, source, config=c, workdir=workdir, mesh=make_mesh(),
                  fingerprint=fingerprint, frozen=frozen, desc=desc, apply_fn=eps_apply(model))
-  return pruning.apply_mask(state.params, mask), fraction, worst
+  return pruning.apply_mask(state.ema_params if s.finetune_ema else state.params, mask), fraction, worst

@@ -207,7 +207,8 @@ def report_markdown(config, r):
               f"(≤ {m['max_layer_fraction']:.1%}/layer)", f"{m['asr_before']:.0%} → {m['asr_after']:.0%}", mse(m),
               f"{m['fid_before']:.2f} → {m['fid_after']:.2f}"] for m in rem]
     md += [f"\nRemoval (Tables 2 and 4): prune ⌊ratio·C⌋ channels of each layer, fine-tune {s.finetune_steps} steps "
-           f"(lr {s.finetune_lr:g}, batch {s.finetune_batch}) on {s.finetune_samples} {s.finetune_data} images; ASR "
+           f"(lr {s.finetune_lr:g}, batch {s.finetune_batch}{f', EMA {s.finetune_ema:g}' if s.finetune_ema else ''}) on "
+           f"{s.finetune_samples} {s.finetune_data} images; ASR "
            f"with the real trigger ({config.zoo.num_samples} samples; MSE < {config.zoo.mse_threshold:g} to an image "
            "target), their median MSE to it (just above the threshold: the target still comes out, blurred), "
            f"FID of {config.defend.fid_samples} clean samples.\n",

@@ -185,7 +185,8 @@ def scan_markdown(config, r):
   if "removal" in r:
     m = r["removal"]
     md.append(f"\nRemoval (Diff-Cleanse, {m['loss']}): pruned {m['pruned_fraction']:.1%} of the channels (at most "
-              f"{m['max_layer_fraction']:.1%} of a layer), fine-tuned {s.finetune_steps} steps on "
+              f"{m['max_layer_fraction']:.1%} of a layer), fine-tuned {s.finetune_steps} steps"
+              f"{f' (EMA {s.finetune_ema:g})' if s.finetune_ema else ''} on "
               f"{s.finetune_samples} {s.finetune_data} images. Samples from ε + r in one cluster: "
               f"{m['asr_before']:.0%} → {m['asr_after']:.0%}; FID of clean samples {m['fid_before']:.2f} → "
               f"{m['fid_after']:.2f}. Repaired model: repaired/.\n")

@@ -169,3 +169,35 @@ def test_repair_data_come_from_the_configured_sampler(sampler):
                           key=jax.random.fold_in(jax.random.key(7), 0), shape=(5, 8, 8, 1), sampler=sampler,
                           num_steps=3)
   np.testing.assert_allclose(got, np.clip((np.asarray(want) + 1) / 2, 0, 1), atol=1e-5)
+
+
+def test_repair_with_finetune_ema_keeps_the_average_of_the_iterates(tmp_path):
+  from configs import scan
+  from jaxdiff.backdoor import pruning
+  from jaxdiff.models import UNet, UNetConfig
+  from jaxdiff.tasks import defence
+  model = UNet(UNetConfig.ddpm(image_size=8, in_channels=1, base_channels=8, channel_mults=(1,),
+                              attention_resolutions=(), layers_per_block=1, norm_num_groups=4, dropout=0.0))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,)))["params"]
+  rng = np.random.default_rng(1)
+  scores = tuple({g.name: rng.random(g.size) for g in pruning.channel_groups(params)} for _ in range(2))
+  images = rng.random((8, 8, 8, 1)).astype(np.float32)
+  c = scan.get_config()
+  c.train.log_every = 1
+
+  def run(ema):
+    c.scan.update(finetune_steps=1, finetune_batch=4, finetune_lr=1e-2, finetune_ema=ema)
+    return defence.repair(c, model, params, {"schedule": "linear", "num_timesteps": 1000}, images, scores,
+                          method="diff_cleanse", ratio=0.25, reference=True, workdir=str(tmp_path / f"ema{ema}"),
+                          fingerprint=f"ema{ema}", desc="")[0]
+
+  last, averaged = run(0.0), run(0.5)  # 0: the last iterate
+  mask, _ = pruning.prune(params, *scores, 0.25)
+  # one step: the EMA's warm-up decay min(0.5, 1/10) = 0.1 weighs the start, 0.9 the iterate
+  want = jax.tree.map(lambda p0, p1: 0.1 * p0 + 0.9 * p1, pruning.apply_mask(params, mask), last)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), averaged, want)
+  assert not all(jax.tree.leaves(jax.tree.map(lambda a, b: np.allclose(a, b), last, pruning.apply_mask(params, mask))))
+  c.scan.finetune_ema = 1.0
+  from jaxdiff.tasks.config import validate
+  with pytest.raises(ConfigError, match=r"config\.scan\.finetune_ema = 1\.0"):
+    validate(c)
