@@ -164,8 +164,8 @@ class Judge:
   @staticmethod
   def target_mse(backdoor, images):
     """Median MSE (pixel [0, 1]) of triggered ``images`` to an image target; None for class targets. Beside the
-    ASR's hard threshold it tells a backdoor that is gone (MSE of a digit to the target, ~0.1) from one whose
-    target only came out blurred (just above the threshold)."""
+    ASR's hard threshold it tells a backdoor that is gone (bd_box_corner pruned 6 % per layer: 0.02–0.14) from one
+    whose target only came out blurred (pruned 3 %: 8.6e-4, just above the 1e-3 threshold)."""
     if backdoor.target is None:
       return None
     return float(np.median(mse_per_sample(images, (backdoor.target + 1) / 2)))
