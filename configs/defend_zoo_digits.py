@@ -9,7 +9,8 @@ models, Diff-Cleanse / Diff-Pruning removal on the 8 backdoored ones. Needs the 
 BBTI as configs/scan.py (batch 16, 20 steps) with each model's own sampler and the pixel encoder (the digits
 CNN's features collapse on noise-like samples: a false positive on the clean DDPM); removal prunes ⌊3 %·C⌋ channels
 per layer (1 of each 64-channel layer, none of the 32-channel ones) and fine-tunes 300 steps (keeping the EMA of
-the iterates) on 512 samples the model generates itself (100-step DDPM: fine-tuning on 50-step DDIM samples doubled every repaired model's FID).
+the iterates) on 512 samples the model generates itself (100-step DDPM: fine-tuning on 50-step DDIM samples
+doubled every repaired model's FID).
 The removal's FIDs use 1,024 clean samples (`defend.fid_samples`): at the zoo's 192 a digits FID reads ~0.7 high
 and varies ±13 % between seeds, more than the 25 % a repair may cost. Each such FID takes ~3 min on 2 cores
 (7 per backdoored model); --config.defend.fid_samples=192 for a quick look.
