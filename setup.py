@@ -18,7 +18,8 @@ setup(
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
         # torch pinned to the CPU build available offline; diffusers/safetensors for parity tests.
-        "test": ["pytest", "pytest-xdist", "import-linter", "torch==2.13.0", "diffusers", "nbclient", "nbformat",
+        # pytest < 9.2: pytest-xdist 3.8's --dist loadgroup (scripts/test.sh) stops grouping on 9.2 (pytest-xdist#1386)
+        "test": ["pytest<9.2", "pytest-xdist", "import-linter", "torch==2.13.0", "diffusers", "nbclient", "nbformat",
                  "ipykernel", "scikit-image",
                  # pytorch-fid's InceptionV3 for the FID parity test (torchvision pinned to the torch release)
                  "torchvision==0.28.0", "pytorch-fid",

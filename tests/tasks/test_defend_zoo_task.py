@@ -7,42 +7,30 @@ import types
 import numpy as np
 import pytest
 
-from conftest import tiny_exports
-from configs.default import zoo_entry
+from conftest import copy_zoo, tiny_zoo_config
 from jaxdiff.errors import ConfigError
 from jaxdiff.tasks.defence import elijah_forest
 from jaxdiff.tasks.defend_zoo import run_defend_zoo
 from jaxdiff.tasks.generation import Judge
-from jaxdiff.tasks.zoo import run_zoo
 
 
-def _tiny(tmp_path):
+def _tiny(tiny_zoo, tmp_path):
+  """defend_zoo over four models of the shared tiny zoo (conftest.tiny_zoo), read from a copy of its workdir."""
   from configs import defend_zoo_digits
-  unet, cnn, _ = tiny_exports(tmp_path, 8, 1)
-  c = defend_zoo_digits.get_config()
-  c.data.image_size = 8
-  c.model.update(image_size=8, init_from=unet)
-  small = dict(steps=2, poison_rate=0.5, trigger_size=14)
-  c.zoo.models = {"clean_a": zoo_entry("clean"), "clean_b": zoo_entry("clean", seed=1, steps=2),
-                  "bd": zoo_entry("baddiffusion", trigger="grey_box", target="corner", **small),
-                  "d2i": zoo_entry("trojdiff_d2i", target="shoe", **small)}
+  exports, built, _ = tiny_zoo
+  cnn = exports[1]
+  c = tiny_zoo_config(defend_zoo_digits.get_config(), exports)
   c.defend.update(models=("clean_a", "clean_b", "bd", "d2i"), remove_models=("bd",))
-  c.zoo.update(fid_classifier=cnn, class_classifier=cnn, num_samples=4, clean_trigger_samples=2, fid_samples=4,
-               sample_batch=8, compare_samplers=(), sample_steps={"ddpm": 3, "ddim": 3, "dpm_solver++": 3, "sde": 3,
-                                                                   "ode": 3})
-  c.train.update(batch_size=8, log_every=1, checkpoint_every=1)
   c.scan.update(encoder_path=cnn, fid_classifier=cnn, iterations=2, batch=4, num_steps=2, elijah_iterations=2,
                 samplers=("ddim",), remove_ratio=0.2, finetune_samples=8, synthetic_steps=2, finetune_steps=2,
                 finetune_batch=4, taylor_batch=2, taylor_threshold=0.99)
-  c.defend.update(zoo_workdir=str(tmp_path / "zoo"), ratios=(0.3,), fid_samples=6)
+  c.defend.update(zoo_workdir=copy_zoo(built, tmp_path / "zoo"), ratios=(0.3,), fid_samples=6)
   return c
 
 
-def test_defend_zoo_tiny_end_to_end(tmp_path, monkeypatch):
-  c = _tiny(tmp_path)
-  zc = c.copy_and_resolve_references()
-  zc.task = "zoo"
-  run_zoo(zc, c.defend.zoo_workdir)
+@pytest.mark.xdist_group("tiny_zoo")
+def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
+  c = _tiny(tiny_zoo, tmp_path)
   wd = tmp_path / "wd"
   fid_sizes, fid = [], Judge.fid
   monkeypatch.setattr(Judge, "fid", lambda self, x: fid_sizes.append(len(x)) or fid(self, x))

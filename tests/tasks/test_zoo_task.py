@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import tiny_exports
+from conftest import copy_zoo, tiny_zoo_config
 from configs.default import zoo_entry
 from jaxdiff.errors import ConfigError
 from jaxdiff.tasks.zoo import run_zoo
@@ -13,31 +13,13 @@ from jaxdiff.tasks.zoo import run_zoo
 PINNED = {"attack", "trigger", "target", "poison_rate"}
 
 
-def _tiny(tmp_path):
+@pytest.mark.xdist_group("tiny_zoo")
+def test_zoo_tiny_end_to_end_layout_and_resume(tiny_zoo, tmp_path):
   from configs import zoo_digits
-  unet, cnn, _ = tiny_exports(tmp_path, 8, 1)
-  c = zoo_digits.get_config()
-  c.data.image_size = 8
-  c.model.update(image_size=8, init_from=unet)
-  small = dict(steps=2, poison_rate=0.5, trigger_size=14)
-  c.zoo.models = {
-      "clean_a": zoo_entry("clean"), "clean_b": zoo_entry("clean", seed=1, steps=2),
-      "bd": zoo_entry("baddiffusion", trigger="grey_box", target="corner", **small),
-      "villan": zoo_entry("villandiffusion", trigger="stop_sign", target="hat", **small),
-      "d2i": zoo_entry("trojdiff_d2i", target="shoe", **small),
-      "in_d2d": zoo_entry("trojdiff_in_d2d", target_class=3, **small),
-      "out_d2d": zoo_entry("trojdiff_out_d2d", trojan_trigger="patch", **small)}
-  c.zoo.update(fid_classifier=cnn, class_classifier=cnn, num_samples=4, clean_trigger_samples=2, fid_samples=4,
-               sample_batch=8, out_classifier_steps=3, compare_samplers=("dpm_solver++",),
-               sample_steps={"ddpm": 3, "ddim": 3, "dpm_solver++": 3, "sde": 3, "ode": 3})
-  c.train.update(batch_size=8, log_every=1, checkpoint_every=1)
-  return c
-
-
-def test_zoo_tiny_end_to_end_layout_and_resume(tmp_path):
-  c = _tiny(tmp_path)
+  exports, built, rows = tiny_zoo  # one run_zoo of tiny_zoo_config, shared with the defend_zoo test
+  c = tiny_zoo_config(zoo_digits.get_config(), exports)
   wd = tmp_path / "wd"
-  rows = run_zoo(c, str(wd))
+  copy_zoo(built, wd)
   assert rows == json.load(open(wd / "zoo.json"))
   assert [r["name"] for r in rows] == ["clean_a", "clean_b", "bd", "d2i", "in_d2d", "out_d2d", "villan"]
   for r in rows:
@@ -56,10 +38,12 @@ def test_zoo_tiny_end_to_end_layout_and_resume(tmp_path):
   assert {r["name"]: r["sampler"] for r in rows}["villan"] == "ddim"
   assert "clean_target_share" in rows[4] and os.path.exists(wd / "classifiers" / "out_d2d" / "meta.json")
   assert "| villan |" in open(wd / "zoo.md").read() and os.path.getsize(wd / "models" / "bd" / "samples.png") > 300
-  # a rerun trains and measures nothing; a longer run of one model retrains (resumes) that model only
+  # a rerun (here in the copied workdir) trains and measures nothing; a longer run of one model retrains (resumes)
+  # that model only
   stamp = {n: os.path.getmtime(wd / "models" / n / "params.safetensors") for n in ("bd", "villan")}
   evals = os.path.getmtime(wd / "models" / "villan" / "eval.json")
   assert run_zoo(c, str(wd)) == rows and os.path.getmtime(wd / "models" / "villan" / "eval.json") == evals
+  assert os.path.getmtime(wd / "models" / "bd" / "params.safetensors") == stamp["bd"]
   c.zoo.models.bd.steps = 3
   c.zoo.models.d2i.target = "hat"  # another trigger target: the clean models' rows are measured again
   c.overwrite = True  # d2i itself is retrained under the new target (its checkpoint is refused otherwise)
