@@ -5,11 +5,24 @@ import os
 # HLO; measured: 15 % less wall time on the BadDiffusion and inversion tests) and with XLA:CPU's older elemental
 # fusion emitters (a tiny U-Net's loss gradient compiles in 5.4–6.0 s instead of 7.0–8.0 s; the pruning and scan
 # tests ran in 223 s instead of 250 s).
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0 "
-                      "--xla_cpu_use_fusion_emitters=false")
+# XLA aborts on a flag it does not know, and newer jaxlibs drop old emitters: the controller checks the flag once in
+# a child process (~2 s); the xdist workers inherit the result.
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+
+def _test_xla_flags():
+  base = "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+  extra = f"{base} --xla_cpu_use_fusion_emitters=false"
+  probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], capture_output=True,
+                         env={**os.environ, "XLA_FLAGS": extra, "JAX_PLATFORMS": "cpu"})
+  return extra if probe.returncode == 0 else base
+
+
+if "XLA_FLAGS" not in os.environ:
+  os.environ["XLA_FLAGS"] = _test_xla_flags()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import sys
 import types
 
 # PyPI's torchvision wheel (a test extra, for pytorch-fid's InceptionV3) is built against the CUDA torch; beside
