@@ -23,7 +23,7 @@ if "XLA_FLAGS" not in os.environ:
   os.environ["XLA_FLAGS"] = _test_xla_flags()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import types
+import types  # noqa: E402
 
 # PyPI's torchvision wheel (a test extra, for pytorch-fid's InceptionV3) is built against the CUDA torch; beside
 # the CPU build its C++ ops do not register and its fake-kernel registrations fail at import, which also breaks
