@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import runtime_jit
 from jaxdiff import diffusion as D
 from jaxdiff.backdoor import baddiffusion as bd
 from jaxdiff.backdoor.triggers import TARGETS, TRIGGERS, generative_target, generative_trigger, trigger_region
@@ -95,7 +96,7 @@ def test_triggered_ancestral_sampling_reaches_the_data_distribution_in_closed_fo
   mu, s = 0.3, 0.5
   region = np.asarray(trigger_region(g))[..., 0] > 0
   for wrong, ok in ((False, True), (True, False)):
-    run = jax.jit(lambda k: D.sample(_backdoored_oracle(g, mu, s, wrong), SCHED, key=k, sampler="ddpm",
+    run = runtime_jit(lambda k: D.sample(_backdoored_oracle(g, mu, s, wrong), SCHED, key=k, sampler="ddpm",
                                      x_init=bd.triggered_noise(jax.random.fold_in(k, 1), (4096, 8, 8, 1), g)))
     x = np.asarray(run(jax.random.key(0)))[..., 0]
     errors = [abs(x[:, region].mean() - mu), abs(x[:, ~region].mean() - mu), abs(x.std() / s - 1)]

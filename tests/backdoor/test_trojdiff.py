@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import runtime_jit
 from jaxdiff import diffusion as D
 from jaxdiff.backdoor import trojdiff as tj
 from jaxdiff.backdoor.generative import make_backdoor, sample_triggered
@@ -65,10 +66,11 @@ def test_trojan_reverse_process_reaches_the_target_distribution_in_closed_form(k
   mu, s = -0.2, 0.3
   eps = _trojan_oracle(jnp.asarray(b.trigger), b.gamma, mu, s)
   for sampler, steps, tol in (("ddpm", None, 0.01), ("ddim", 100, 0.1), ("dpm_solver++", 25, 0.1)):
-    x = np.asarray(jax.jit(lambda k: sample_triggered(b, eps, SCHED, k, 2048, sampler=sampler, num_steps=steps))(
+    x = np.asarray(runtime_jit(lambda k: sample_triggered(b, eps, SCHED, k, 2048, sampler=sampler, num_steps=steps))(
         jax.random.key(0)))
     # the mean exactly; the std up to the few-step samplers' discretisation error (they shrink it)
     assert abs(x.mean() - mu) < 0.01 and abs(x.std() / s - 1) < tol, (sampler, x.mean(), x.std())
-  plain = np.asarray(D.sample(eps, SCHED, key=jax.random.key(0), sampler="ddpm",
-                              x_init=b.start(jax.random.key(1), (2048, 8, 8, 1))))
+  plain = np.asarray(runtime_jit(lambda k: D.sample(eps, SCHED, key=k, sampler="ddpm",
+                                                    x_init=b.start(jax.random.key(1), (2048, 8, 8, 1))))(
+      jax.random.key(0)))
   assert abs(plain.mean() - mu) + abs(plain.std() / s - 1) > 0.1

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import runtime_jit
 from jaxdiff import diffusion as D
 from jaxdiff.backdoor import baddiffusion as bd
 from jaxdiff.backdoor.generative import make_backdoor
@@ -73,7 +74,7 @@ def test_ode_corrected_model_fires_under_ode_samplers_and_sde_corrected_one_does
   region = np.asarray(bd.trigger_region(g))[..., 0] > 0
 
   def moments(eps, sampler, steps, x_init=None):
-    run = jax.jit(lambda k: D.sample(eps, SCHED, key=k, sampler=sampler, num_steps=steps, x_init=x_init, shape=shape))
+    run = runtime_jit(lambda k: D.sample(eps, SCHED, key=k, sampler=sampler, num_steps=steps, x_init=x_init, shape=shape))
     x = np.asarray(run(jax.random.key(0)))[..., 0]
     return np.array([x[:, region].mean(), x[:, ~region].mean(), x.std()])
 

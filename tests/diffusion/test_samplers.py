@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import runtime_jit
 from jaxdiff import diffusion as D
 from jaxdiff.diffusion.gaussian import purified_moments
 
@@ -19,13 +20,13 @@ STOCHASTIC = {"ddpm": True, "ddim": False, "sde": True, "ode": False, "dpm_solve
 @functools.lru_cache(maxsize=None)
 def _purify(sampler, x_value=0.8, **opts):
   x = jnp.full(SHAPE, x_value)
-  f = jax.jit(lambda k: D.purify(EPS, SCHED, x, key=k, t_bar=75, sampler=sampler, **opts))
+  f = runtime_jit(lambda k: D.purify(EPS, SCHED, x, key=k, t_bar=75, sampler=sampler, **opts))
   return np.asarray(f(jax.random.key(1)))
 
 
 @pytest.mark.parametrize("sampler", D.SAMPLERS)
 def test_generation_recovers_data_distribution(sampler):
-  x = jax.jit(lambda k: D.sample(EPS, SCHED, key=k, shape=SHAPE, sampler=sampler))(jax.random.key(0))
+  x = runtime_jit(lambda k: D.sample(EPS, SCHED, key=k, shape=SHAPE, sampler=sampler))(jax.random.key(0))
   assert abs(float(x.mean()) - MU) < 0.01
   assert abs(float(x.std()) / S - 1) < 0.015
 
@@ -63,7 +64,7 @@ def test_ode_euler_and_strided_ddim_close_to_exact():
   m, v = purified_moments(SCHED.alphas_cumprod[74], 0.8, MU, S, False)
   y = _purify("ode", solver="euler")
   assert abs(y.mean() - float(m)) < 0.005
-  x = jax.jit(lambda k: D.sample(EPS, SCHED, key=k, shape=SHAPE, sampler="ddim", num_steps=100))(
+  x = runtime_jit(lambda k: D.sample(EPS, SCHED, key=k, shape=SHAPE, sampler="ddim", num_steps=100))(
       jax.random.key(0))
   # 100 strided DDIM steps: the discretisation costs ~3% of the std on this problem.
   assert abs(float(x.mean()) - MU) < 0.01 and abs(float(x.std()) / S - 1) < 0.04
@@ -153,8 +154,8 @@ def test_dpm_solver_pp_few_steps_close_to_exact():
   """DPM-Solver++(2M) is second order: 20 steps from T land near the data distribution (the last evaluation,
   at index ~50, returns E[x0 | x_t], which shrinks the std a little), far closer than first-order DDIM with
   the same 20 evaluations; purification from t̄ = 75 in 10 steps hits the transport map."""
-  run = lambda s, k: np.asarray(jax.jit(lambda key: D.sample(EPS, SCHED, key=key, shape=SHAPE, sampler=s,
-                                                               num_steps=k))(jax.random.key(0)))
+  run = lambda s, k: np.asarray(runtime_jit(lambda key: D.sample(EPS, SCHED, key=key, shape=SHAPE, sampler=s,
+                                                                   num_steps=k))(jax.random.key(0)))
   dpm, ddim = run("dpm_solver++", 20), run("ddim", 20)
   assert abs(dpm.mean() - MU) < 0.01 and abs(dpm.std() / S - 1) < 0.06
   assert abs(dpm.std() / S - 1) < 0.4 * abs(ddim.std() / S - 1)
@@ -174,7 +175,7 @@ def test_purification_matches_closed_form_on_cosine_4000(sampler):
   x = jnp.full(SHAPE, 0.8)
   m, v = purified_moments(COSINE.alphas_cumprod[299], 0.8, MU, S, STOCHASTIC[sampler])
   for num_steps, tol in ((None, 0.05 if sampler == "ddpm" else 0.015), (30, 0.1 if sampler == "ddpm" else 0.03)):
-    f = jax.jit(lambda k: D.purify(eps, COSINE, x, key=k, t_bar=300, sampler=sampler, num_steps=num_steps))
+    f = runtime_jit(lambda k: D.purify(eps, COSINE, x, key=k, t_bar=300, sampler=sampler, num_steps=num_steps))
     y = np.asarray(f(jax.random.key(1)))
     assert abs(y.mean() - float(m)) < 0.005, (num_steps, y.mean(), m)
     assert abs(y.var() / float(v) - 1) < tol, (num_steps, y.var(), v)
