@@ -176,13 +176,26 @@ def prune(params, scores_clean, scores_trigger, ratio, method="diff_cleanse", st
   return channel_mask(params, channel_groups(params), pruned), pruned
 
 
-def repair_loss(schedule, reference=True):
-  """``loss_fn`` for ``make_train_step`` fine-tuning a pruned model (Diff-Cleanse §"Model Repair"):
-  loss_p = ‖ε − ε_θ'(x_t)‖² + ‖ε_θ'(x_t) − ε_θ(x_t)‖² on clean x_t of ``batch['image']`` (pixel [0, 1]); θ' =
-  params ⊙ ``frozen['mask']``, θ = ``frozen['teacher']`` (the unpruned model). ``reference=False``: loss_c,
-  the first term only (the ablation of Table 4)."""
+REPAIR_LOSSES = ("loss_p", "loss_c", "unlearn")
+
+
+def repair_loss(schedule, loss="loss_p"):
+  """``loss_fn`` for ``make_train_step`` fine-tuning a pruned model θ' = params ⊙ ``frozen['mask']`` on clean x_t
+  of ``batch['image']`` (pixel [0, 1]), θ = ``frozen['teacher']`` (the unpruned model):
+
+  - "loss_p" (Diff-Cleanse §"Model Repair"): ‖ε − ε_θ'(x_t)‖² + ‖ε_θ'(x_t) − ε_θ(x_t)‖²;
+  - "loss_c": the first term only (the ablation of Table 4);
+  - "unlearn" (an extension, not in the paper): ‖ε_θ'(x_t) − ε_θ(x_t)‖² + ‖ε_θ'(x'_t + ρ̂_t r) − ε_θ(x'_t)‖² with
+    r = ``frozen['trigger']`` [H, W, C] (model space; the inverted trigger), ρ̂_t Diff-Cleanse's stand-in
+    (``trigger_rho``) and x'_t another noising of the batch: the teacher's clean behaviour is distilled and the
+    trigger's shift unlearned at every t. No data term, so with nothing pruned and r = 0 the loss is 0 at θ.
+  """
+  if loss not in REPAIR_LOSSES:
+    raise ValueError(f"unknown repair loss {loss!r}: one of {REPAIR_LOSSES}")
+  rho = jnp.asarray(trigger_rho(schedule.num_timesteps), jnp.float32)
+
   def loss_fn(apply_fn, params, model_state, batch, key, frozen):
-    k_drop, k_t, k_n = jax.random.split(key, 3)
+    k_drop, k_t, k_n, k_t2, k_n2 = jax.random.split(key, 5)
     x0 = 2.0 * batch["image"] - 1.0
     t = jax.random.randint(k_t, x0.shape[:1], 0, schedule.num_timesteps).astype(jnp.float32)
     noise = jax.random.normal(k_n, x0.shape, jnp.float32)
@@ -191,12 +204,19 @@ def repair_loss(schedule, reference=True):
     eps = apply_fn({"params": p}, x_t, t, train=True, rngs={"dropout": k_drop}).astype(jnp.float32)
     loss_c = jnp.mean((eps - noise) ** 2)
     metrics = {"loss_c": loss_c}
-    if not reference:
+    if loss == "loss_c":
       return loss_c, (metrics, model_state)
     teacher = jax.lax.stop_gradient(apply_fn({"params": frozen["teacher"]}, x_t, t).astype(jnp.float32))
-    loss_ref = jnp.mean((eps - teacher) ** 2)
-    metrics["loss_ref"] = loss_ref
-    return loss_c + loss_ref, (metrics, model_state)
+    metrics["loss_ref"] = loss_ref = jnp.mean((eps - teacher) ** 2)
+    if loss == "loss_p":
+      return loss_c + loss_ref, (metrics, model_state)
+    ti = jax.random.randint(k_t2, x0.shape[:1], 0, schedule.num_timesteps)
+    t2 = ti.astype(jnp.float32)
+    x2 = schedule.q_sample(x0, t2, jax.random.normal(k_n2, x0.shape, jnp.float32))
+    shifted = apply_fn({"params": p}, x2 + rho[ti][:, None, None, None] * frozen["trigger"], t2).astype(jnp.float32)
+    clean = jax.lax.stop_gradient(apply_fn({"params": frozen["teacher"]}, x2, t2).astype(jnp.float32))
+    metrics["loss_trigger"] = loss_trigger = jnp.mean((shifted - clean) ** 2)
+    return loss_ref + loss_trigger, (metrics, model_state)
   return loss_fn
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import jax
 import ml_collections
 
+from jaxdiff.backdoor.pruning import REPAIR_LOSSES
 from jaxdiff.convert import resolve_path
 from jaxdiff.diffusion import SAMPLERS
 from jaxdiff.errors import ConfigError
@@ -613,6 +614,7 @@ def add_scan(c, *, model="", encoder_path=""):
       remove_ratio=0.03,           # share of each layer's channels pruned (⌊ratio·C⌋; the paper: 1–2 % of 128–512)
       prune_groups="layer",        # layer: each layer's channels alone | residual: a residual stream's writers together
       remove_loss="loss_p",        # loss_p (clean + unpruned teacher) | loss_c (clean only; Table 4's ablation)
+                                   #   | unlearn (teacher + the inverted trigger unlearned; not in the paper)
       taylor_threshold=0.95,       # 𝒯 / T: Taylor scores sum the gradients of t ≥ 𝒯 (950 of 1000)
       taylor_batch=16,
       finetune_data="synthetic",   # synthetic: samples of the model itself | real: config.data's train split
@@ -651,7 +653,7 @@ SCAN_RULES = [
     model_folder("scan.encoder_path", "classifier export whose penultimate features embed the samples",
                  when=lambda c: c.task == "scan" and c.scan.encoder == "classifier"),
     integer("scan.evidence_samples", 2), integer("scan.elijah_iterations", 1), number("scan.elijah_lambda", 0),
-    number("scan.remove_ratio", 0, 0.5), one_of("scan.remove_loss", ("loss_p", "loss_c")),
+    number("scan.remove_ratio", 0, 0.5), one_of("scan.remove_loss", REPAIR_LOSSES),
     one_of("scan.prune_groups", ("layer", "residual")),
     number("scan.taylor_threshold", 0, 1, hi_open=True), integer("scan.taylor_batch", 1),
     one_of("scan.finetune_data", ("synthetic", "real")), integer("scan.finetune_samples", 1),
@@ -678,6 +680,7 @@ def add_defend(c, *, zoo_workdir=""):
       remove_models=(),            # which backdoored models to repair; () = all of them
       ablations=True,              # BBTI without ℓ_e (Table 3) and Diff-Cleanse with loss_c (Table 4)
       elijah_removal=True,         # Elijah's removal (fine-tune with its τ, no pruning) as a baseline row
+      unlearn=True,                # Diff-Cleanse's pruning with the unlearn fine-tune (scan.remove_loss docs) as a row
       ratios=(0.1,),               # both methods also at these ratios (besides scan.remove_ratio); Diff-Pruning: 7–13 %
       fid_samples=1024))           # clean samples per FID of the removal rows (zoo.fid_samples: the zoo's own table)
   return c

@@ -207,10 +207,12 @@ def prune_streams(s, model):
   return residual_streams(model.cfg)
 
 
-def repair(config, model, params, d, images, scores, *, method, ratio, reference, workdir, fingerprint, desc, tau=None):
+def repair(config, model, params, d, images, scores, *, method, ratio, loss, workdir, fingerprint, desc, tau=None,
+           trigger=None):
   """(repaired params, pruned fraction, largest per-layer fraction): prune ``ratio`` of each layer's channels by
   ``method`` ("diff_cleanse" | "diff_pruning"; per layer or per residual stream, ``scan.prune_groups``) and
-  fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel) with loss_p (``reference``) or loss_c, keeping the
+  fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel) with ``loss`` (``pruning.REPAIR_LOSSES``: loss_p,
+  loss_c, or unlearn with the inverted ``trigger`` [H, W, C], model space), keeping the
   last iterate or, with ``scan.finetune_ema`` > 0, the EMA of the iterates;
   ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted trigger ``tau``.
   Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
@@ -218,11 +220,13 @@ def repair(config, model, params, d, images, scores, *, method, ratio, reference
   schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   if method == "elijah":
     mask, fraction, worst = jax.tree.map(jnp.ones_like, params), 0.0, 0.0
-    loss, frozen = pruning.elijah_repair_loss(schedule), {"teacher": params, "tau": jnp.asarray(tau, jnp.float32)}
+    loss_fn, frozen = pruning.elijah_repair_loss(schedule), {"teacher": params, "tau": jnp.asarray(tau, jnp.float32)}
   else:
     mask, pruned = pruning.prune(params, *scores, ratio, method, streams=prune_streams(s, model))
     fraction, worst = pruning.pruned_fraction(pruned)
-    loss, frozen = pruning.repair_loss(schedule, reference), {"mask": mask, "teacher": params}
+    loss_fn, frozen = pruning.repair_loss(schedule, loss), {"mask": mask, "teacher": params}
+    if loss == "unlearn":
+      frozen["trigger"] = jnp.asarray(trigger, jnp.float32)
   if s.finetune_steps == 0:
     return pruning.apply_mask(params, mask), fraction, worst
   c = ml_collections.ConfigDict(config.to_dict())
@@ -232,6 +236,6 @@ def repair(config, model, params, d, images, scores, *, method, ratio, reference
   c.optim.update(name="adam", lr=float(s.finetune_lr), warmup_steps=0, decay="constant", grad_clip=1.0,
                  weight_decay=0.0)
   source = ArraySource(np.asarray(images, np.float32), np.zeros(len(images), np.int32), 1)
-  state, _ = fit(model, {"params": params}, loss, source, config=c, workdir=workdir, mesh=make_mesh(),
+  state, _ = fit(model, {"params": params}, loss_fn, source, config=c, workdir=workdir, mesh=make_mesh(),
                  fingerprint=fingerprint, frozen=frozen, desc=desc, apply_fn=eps_apply(model))
   return pruning.apply_mask(state.ema_params if s.finetune_ema else state.params, mask), fraction, worst

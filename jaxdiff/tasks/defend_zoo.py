@@ -77,8 +77,9 @@ def detect(config, name, spec, model, params, meta, judge, shape, encode):
 
 def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger, tau):
   """Removal records of one backdoored model: Diff-Cleanse and Diff-Pruning (loss_p) at ``scan.remove_ratio`` and
-  at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``); Elijah's
-  fine-tune with its τ (``defend.elijah_removal``, nothing pruned)."""
+  at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``) and with
+  the unlearn fine-tune on BBTI's trigger (``defend.unlearn``); Elijah's fine-tune with its τ
+  (``defend.elijah_removal``, nothing pruned)."""
   s, z = config.scan, config.zoo
   d = meta.get("diffusion") or config.diffusion.to_dict()
   key = jax.random.key(config.seed + 303)
@@ -98,6 +99,8 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
     runs += [("diff_cleanse", r, "loss_p"), ("diff_pruning", r, "loss_p")]
   if config.defend.ablations:
     runs.append(("diff_cleanse", s.remove_ratio, "loss_c"))
+  if config.defend.unlearn:
+    runs.append(("diff_cleanse", s.remove_ratio, "unlearn"))
   if config.defend.elijah_removal:
     runs.append(("elijah", 0.0, "elijah"))
   rows = []
@@ -108,8 +111,8 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
     run_dir = os.path.join(workdir, "models", name, f"{method}_{ratio:g}_{loss}")
     fp = canonical({**base_fp, "method": method, "ratio": ratio, "loss": loss})
     repaired, fraction, worst = defence.repair(config, model, params, d, images, scores, method=method, ratio=ratio,
-                                               reference=loss == "loss_p", workdir=run_dir, fingerprint=fp,
-                                               desc=f"{name} {method} {ratio:g} {loss}", tau=tau)
+                                               loss=loss, workdir=run_dir, fingerprint=fp,
+                                               desc=f"{name} {method} {ratio:g} {loss}", tau=tau, trigger=trigger)
     asr1, mse1, fid1 = measure(repaired)
     rows.append({"model": name, "method": method, "loss": loss, "ratio": ratio, "pruned_fraction": fraction,
                  "max_layer_fraction": worst, "asr_before": asr0, "asr_after": asr1, "target_mse_before": mse0,

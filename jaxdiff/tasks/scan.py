@@ -151,7 +151,7 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
                   "removal": {k: s[k] for k in REMOVAL_KEYS}, "data": config.data.to_dict()})
   repaired, fraction, worst = defence.repair(
       config, model, params, d, images, scores, method="diff_cleanse", ratio=s.remove_ratio,
-      reference=s.remove_loss == "loss_p", workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
+      loss=s.remove_loss, trigger=trigger, workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
       desc="repair fine-tune")
   k_eval = jax.random.fold_in(key, 2)
   share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler)

@@ -156,6 +156,45 @@ def test_repair_loss_reference_term_vanishes_for_the_unpruned_teacher():
   assert all(float(jnp.max(jnp.abs(flat_g[k] * (1 - flat_m[k])))) == 0.0 for k in flat_g)
 
 
+def test_unlearn_repair_loss_in_closed_form_for_a_linear_model():
+  """The unlearn loss on ε_θ(x, t) = w·x + b_t: the distillation term is ((w' − w) x_t)², the trigger term
+  (w'(x'_t + ρ̂_t r) − w x'_t)², so at w' = w it is (w ρ̂_t r)² — known without the noise draws only when averaged;
+  checked here on the same draws the loss makes, and against loss_p / loss_c on one model."""
+  schedule = diffusion.make_schedule("linear", 1000)
+  apply = lambda v, x, t, train=False, rngs=None: v["params"]["w"] * x + 0.001 * t[:, None, None, None]
+  batch = {"image": jax.random.uniform(jax.random.key(2), (64, 4, 4, 1))}
+  teacher, r = {"w": jnp.float32(0.7)}, jnp.full((4, 4, 1), 0.5)
+  frozen = {"mask": {"w": jnp.float32(1.0)}, "teacher": teacher, "trigger": r}
+  key = jax.random.key(3)
+  loss, (m, _) = pruning.repair_loss(schedule, "unlearn")(apply, teacher, {}, batch, key, frozen)
+  # the loss's own draws: split(key, 5) -> (dropout, t, noise, t', noise')
+  _, k_t, k_n, k_t2, k_n2 = jax.random.split(key, 5)
+  t2 = jax.random.randint(k_t2, (64,), 0, 1000)
+  rho = pruning.trigger_rho(1000)[np.asarray(t2)]
+  want = np.mean((0.7 * rho[:, None, None, None] * 0.5) ** 2 * np.ones((64, 4, 4, 1)))
+  np.testing.assert_allclose(float(m["loss_trigger"]), want, rtol=1e-5)
+  assert float(m["loss_ref"]) == 0.0 and abs(float(loss) - want) < 1e-7
+  # a student w' = 0.5: distillation ((w' − w) x_t)² on the first draws, the trigger term on the second
+  student = {"w": jnp.float32(0.5)}
+  loss2, (m2, _) = pruning.repair_loss(schedule, "unlearn")(apply, student, {}, batch, key, frozen)
+  x0 = 2 * batch["image"] - 1
+  t = jax.random.randint(k_t, (64,), 0, 1000).astype(jnp.float32)
+  x_t = schedule.q_sample(x0, t, jax.random.normal(k_n, x0.shape))
+  x2 = schedule.q_sample(x0, t2.astype(jnp.float32), jax.random.normal(k_n2, x0.shape))
+  np.testing.assert_allclose(float(m2["loss_ref"]), float(jnp.mean((-0.2 * x_t) ** 2)), rtol=1e-5)
+  want2 = float(jnp.mean((0.5 * (x2 + rho[:, None, None, None] * r) - 0.7 * x2) ** 2))
+  np.testing.assert_allclose(float(m2["loss_trigger"]), want2, rtol=1e-5)
+  np.testing.assert_allclose(float(loss2), float(m2["loss_ref"]) + want2, rtol=1e-6)
+  # loss_p and loss_c on the same draws: the data term appears there and not in unlearn
+  lp, (mp, _) = pruning.repair_loss(schedule, "loss_p")(apply, student, {}, batch, key, frozen)
+  lc, _ = pruning.repair_loss(schedule, "loss_c")(apply, student, {}, batch, key, frozen)
+  np.testing.assert_allclose([float(lp), float(lc)], [float(mp["loss_c"] + mp["loss_ref"]), float(mp["loss_c"])],
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(mp["loss_ref"]), float(m2["loss_ref"]), rtol=1e-6)
+  with pytest.raises(ValueError, match="unknown repair loss 'loss_x'"):
+    pruning.repair_loss(schedule, "loss_x")
+
+
 def test_elijah_repair_loss_is_the_clean_loss_when_tau_is_no_shift():
   model, params = _unet()
   schedule = diffusion.make_schedule("linear", 1000)

@@ -48,8 +48,9 @@ def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
   assert {n: d["bbti_sampler"] for n, d in det.items()} == {"clean_a": "ddpm", "clean_b": "ddpm", "bd": "ddpm",
                                                             "d2i": "ddim"}  # each model's own sampler
   runs = {(m["model"], m["method"], m["loss"], m["ratio"]) for m in saved["removal"]}
-  want = [("diff_cleanse", "loss_p", 0.2), ("diff_cleanse", "loss_c", 0.2), ("diff_pruning", "loss_p", 0.2),
-          ("diff_cleanse", "loss_p", 0.3), ("diff_pruning", "loss_p", 0.3), ("elijah", "elijah", 0.0)]
+  want = [("diff_cleanse", "loss_p", 0.2), ("diff_cleanse", "loss_c", 0.2), ("diff_cleanse", "unlearn", 0.2),
+          ("diff_pruning", "loss_p", 0.2), ("diff_cleanse", "loss_p", 0.3), ("diff_pruning", "loss_p", 0.3),
+          ("elijah", "elijah", 0.0)]
   assert runs == {("bd", *k) for k in want}  # d2i: detection only (defend.remove_models = bd)
   for m in saved["removal"]:
     assert {"model", "method", "pruned_fraction", "asr_before", "asr_after", "fid_before", "fid_after"} <= set(m)

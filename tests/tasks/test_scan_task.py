@@ -63,7 +63,7 @@ def test_scan_refuses_bad_inputs(tmp_path):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.remove_loss = "loss_x"
-  with pytest.raises(ConfigError, match=r"config\.scan\.remove_loss = 'loss_x': must be one of 'loss_p', 'loss_c'"):
+  with pytest.raises(ConfigError, match=r"config\.scan\.remove_loss = 'loss_x': must be one of 'loss_p', 'loss_c', 'unlearn'"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.model = str(tmp_path / "nowhere")
@@ -138,7 +138,7 @@ def test_residual_pruning_takes_a_channel_from_every_writer_of_a_stream():
   c = scan.get_config()
   c.scan.update(prune_groups="residual", finetune_steps=0)
   repaired, fraction, worst = defence.repair(c, model, params, {"schedule": "linear", "num_timesteps": 1000}, None,
-                                             scores, method="diff_cleanse", ratio=0.25, reference=True, workdir=None,
+                                             scores, method="diff_cleanse", ratio=0.25, loss="loss_p", workdir=None,
                                              fingerprint=None, desc="")
   assert 0 < fraction <= worst <= 0.25
   for stream in residual_streams(cfg):  # the same ⌊0.25·C⌋ channels zeroed in every writer of the stream
@@ -188,7 +188,7 @@ def test_repair_with_finetune_ema_keeps_the_average_of_the_iterates(tmp_path):
   def run(ema):
     c.scan.update(finetune_steps=1, finetune_batch=4, finetune_lr=1e-2, finetune_ema=ema)
     return defence.repair(c, model, params, {"schedule": "linear", "num_timesteps": 1000}, images, scores,
-                          method="diff_cleanse", ratio=0.25, reference=True, workdir=str(tmp_path / f"ema{ema}"),
+                          method="diff_cleanse", ratio=0.25, loss="loss_p", workdir=str(tmp_path / f"ema{ema}"),
                           fingerprint=f"ema{ema}", desc="")[0]
 
   last, averaged = run(0.0), run(0.5)  # 0: the last iterate
