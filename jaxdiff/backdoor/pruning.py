@@ -195,7 +195,7 @@ def repair_loss(schedule, loss="loss_p"):
   rho = jnp.asarray(trigger_rho(schedule.num_timesteps), jnp.float32)
 
   def loss_fn(apply_fn, params, model_state, batch, key, frozen):
-    k_drop, k_t, k_n, k_t2, k_n2 = jax.random.split(key, 5)
+    k_drop, k_t, k_n = jax.random.split(key, 3)  # loss_p's / loss_c's draws, as before unlearn existed
     x0 = 2.0 * batch["image"] - 1.0
     t = jax.random.randint(k_t, x0.shape[:1], 0, schedule.num_timesteps).astype(jnp.float32)
     noise = jax.random.normal(k_n, x0.shape, jnp.float32)
@@ -210,6 +210,7 @@ def repair_loss(schedule, loss="loss_p"):
     metrics["loss_ref"] = loss_ref = jnp.mean((eps - teacher) ** 2)
     if loss == "loss_p":
       return loss_c + loss_ref, (metrics, model_state)
+    k_t2, k_n2 = jax.random.split(jax.random.fold_in(key, 1))
     ti = jax.random.randint(k_t2, x0.shape[:1], 0, schedule.num_timesteps)
     t2 = ti.astype(jnp.float32)
     x2 = schedule.q_sample(x0, t2, jax.random.normal(k_n2, x0.shape, jnp.float32))

@@ -226,6 +226,8 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
     fraction, worst = pruning.pruned_fraction(pruned)
     loss_fn, frozen = pruning.repair_loss(schedule, loss), {"mask": mask, "teacher": params}
     if loss == "unlearn":
+      if trigger is None:
+        raise ValueError("the unlearn repair needs the inverted trigger: repair(..., trigger=r)")
       frozen["trigger"] = jnp.asarray(trigger, jnp.float32)
   if s.finetune_steps == 0:
     return pruning.apply_mask(params, mask), fraction, worst

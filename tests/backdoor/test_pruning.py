@@ -167,8 +167,9 @@ def test_unlearn_repair_loss_in_closed_form_for_a_linear_model():
   frozen = {"mask": {"w": jnp.float32(1.0)}, "teacher": teacher, "trigger": r}
   key = jax.random.key(3)
   loss, (m, _) = pruning.repair_loss(schedule, "unlearn")(apply, teacher, {}, batch, key, frozen)
-  # the loss's own draws: split(key, 5) -> (dropout, t, noise, t', noise')
-  _, k_t, k_n, k_t2, k_n2 = jax.random.split(key, 5)
+  # the loss's own draws: split(key, 3) -> (dropout, t, noise), split(fold_in(key, 1)) -> (t', noise')
+  _, k_t, k_n = jax.random.split(key, 3)
+  k_t2, k_n2 = jax.random.split(jax.random.fold_in(key, 1))
   t2 = jax.random.randint(k_t2, (64,), 0, 1000)
   rho = pruning.trigger_rho(1000)[np.asarray(t2)]
   want = np.mean((0.7 * rho[:, None, None, None] * 0.5) ** 2 * np.ones((64, 4, 4, 1)))
