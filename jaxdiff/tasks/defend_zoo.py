@@ -7,7 +7,9 @@ block names them and their real triggers). Per model:
   ``scan.samplers`` (``defend.bbti_samplers = "scan"``); backdoored when an MSCR reaches κ_d; the inverted
   trigger's ASR against the model's real target (Table 1), BBTI without ℓ_e on backdoored models (Table 3);
   Elijah's τ and features (uniformity, total variation), judged by a random forest trained on the other
-  models' features (leave-one-out; Elijah's detector in Diff-Cleanse's comparison);
+  models' features (leave-one-out; Elijah's detector in Diff-Cleanse's comparison); on backdoored models the
+  cosine of BBTI's r and of Elijah's τ to the real trigger (``trigger_cosine``; model space, from the cached
+  triggers at report time), which tells a missed inversion from a failed repair;
 - removal, backdoored models only: Diff-Cleanse (prune by I^b − I^c with the inverted trigger, fine-tune with
   loss_p, and loss_c as Table 4's ablation) and Diff-Pruning (prune by smallest I^c), both at ``scan.remove_ratio``
   and at each of ``defend.ratios``; ASR with the real trigger and FID of clean samples before and after (Table 2).
@@ -25,6 +27,7 @@ import time
 import jax
 import numpy as np
 
+from jaxdiff.backdoor.inversion import cosine_matrix
 from jaxdiff.convert import load_model
 from jaxdiff.errors import ConfigError
 from jaxdiff.fingerprints import canonical
@@ -161,7 +164,10 @@ def run_defend_zoo(config, workdir):
     removal += rec["removal"]
     backdoor = backdoor_of(config, spec)
     if backdoor is not None:
-      sheet.append([np.asarray(backdoor.trigger), np.asarray(rec["trigger"], np.float32), np.asarray(rec["tau"], np.float32)])
+      real, inv, tau = (np.asarray(x, np.float32) for x in (backdoor.trigger, rec["trigger"], rec["tau"]))
+      sheet.append([real, inv, tau])
+      cos = np.asarray(cosine_matrix(np.stack([real.ravel(), inv.ravel(), tau.ravel()])))
+      rec["detection"]["trigger_cosine"] = {"bbti": float(cos[0, 1]), "elijah": float(cos[0, 2])}
   for rec, verdict in zip(detection, defence.elijah_forest(detection, config.seed)):
     rec["elijah_backdoored"] = verdict
   report = {"detection": detection, "removal": removal, "encoder": encode.name, "seconds": round(time.time() - t0, 1)}
@@ -184,19 +190,22 @@ def report_markdown(config, r):
   s = config.scan
   det, rem = r["detection"], r["removal"]
   pct = lambda v: "–" if v is None else f"{v:.0%}"
+  cosines = lambda d: ("–" if "trigger_cosine" not in d
+                       else f"{d['trigger_cosine']['bbti']:.2f} / {d['trigger_cosine']['elijah']:.2f}")
   rows1 = [[d["model"], d["attack"], "yes" if d["bbti_backdoored"] else "no", f"{d['mscr']:.2f}", d["bbti_sampler"],
             pct(d.get("inverted_asr")), {True: "yes", False: "no", None: "–"}[d.get("elijah_backdoored")],
-            f"{d['elijah']['uniformity']:.3f} / {d['elijah']['total_variation']:.3f}"] for d in det]
+            f"{d['elijah']['uniformity']:.3f} / {d['elijah']['total_variation']:.3f}", cosines(d)] for d in det]
   acc_b = _acc([(d["bbti_backdoored"], d["backdoored_truth"]) for d in det])
   acc_e = _acc([(d.get("elijah_backdoored"), d["backdoored_truth"]) for d in det])
   md = ["# Defences on the zoo\n",
         "Detection (Table 1): BBTI with " + ("each model's own sampler" if config.defend.bbti_samplers == "model"
                                              else ", ".join(s.samplers)) + f" ({s.num_steps} steps, batch {s.batch}, ≤ {s.iterations} "
         f"iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}) ≥ {s.kappa_d}); inverted ASR: samples "
-        "from ε + r judged against the model's real target. Elijah: random forest on (uniformity, total variation), "
+        "from ε + r judged against the model's real target; cos: the inverted trigger's cosine to the real one (model "
+        "space). Elijah: random forest on (uniformity, total variation), "
         "leave-one-out over these models.\n",
         markdown_table(["model", "attack", "BBTI: backdoored", "MSCR", "sampler", "inverted ASR", "Elijah: backdoored",
-                        "uniformity / TV"], rows1),
+                        "uniformity / TV", "cos(r, real) / cos(τ, real)"], rows1),
         f"\nDetection ACC: BBTI {acc_b:.2f}, Elijah {acc_e:.2f} ({len(det)} models).\n"]
   t3 = [[d["model"], f"{d['mscr']:.2f}", pct(d.get("inverted_asr")), f"{d['bbti_similarity_only']['mscr']:.2f}",
          pct(d["bbti_similarity_only"]["asr"])] for d in det if "bbti_similarity_only" in d]

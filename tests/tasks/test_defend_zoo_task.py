@@ -11,7 +11,7 @@ from conftest import copy_zoo, tiny_zoo_config
 from jaxdiff.errors import ConfigError
 from jaxdiff.tasks.defence import elijah_forest
 from jaxdiff.tasks.defend_zoo import run_defend_zoo
-from jaxdiff.tasks.generation import Judge
+from jaxdiff.tasks.generation import Judge, backdoor_of, specs
 
 
 def _tiny(tiny_zoo, tmp_path):
@@ -45,6 +45,15 @@ def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
     assert d["backdoored_truth"] == (d["model"] in ("bd", "d2i")) and 0 < d["mscr"] <= 1
   assert "bbti_similarity_only" in det["bd"] and "bbti_similarity_only" not in det["clean_a"]
   assert 0 <= det["bd"]["inverted_asr"] <= 1
+  # each inverted trigger's cosine to the real one, against numpy on the cached triggers
+  bd_spec = dict(specs(c))["bd"]
+  real = np.asarray(backdoor_of(c, bd_spec).trigger, np.float64).ravel()
+  cached = json.load(open(wd / "models" / "bd" / "defend.json"))
+  for k, field in (("bbti", "trigger"), ("elijah", "tau")):
+    inv = np.asarray(cached[field], np.float64).ravel()
+    want = inv @ real / np.linalg.norm(inv) / np.linalg.norm(real)
+    assert det["bd"]["trigger_cosine"][k] == pytest.approx(want, abs=1e-5)
+  assert "trigger_cosine" not in det["clean_a"] and "cos(r, real)" in open(wd / "report.md").read()
   assert {n: d["bbti_sampler"] for n, d in det.items()} == {"clean_a": "ddpm", "clean_b": "ddpm", "bd": "ddpm",
                                                             "d2i": "ddim"}  # each model's own sampler
   runs = {(m["model"], m["method"], m["loss"], m["ratio"]) for m in saved["removal"]}
