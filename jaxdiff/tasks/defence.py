@@ -216,6 +216,8 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
   last iterate or, with ``scan.finetune_ema`` > 0, the EMA of the iterates;
   ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted trigger ``tau``.
   Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
+  if method != "elijah" and loss == "unlearn" and trigger is None:  # before any pruning or fine-tuning
+    raise ValueError("the unlearn repair needs the inverted trigger: repair(..., trigger=r)")
   s = config.scan
   schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   if method == "elijah":
@@ -226,8 +228,6 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
     fraction, worst = pruning.pruned_fraction(pruned)
     loss_fn, frozen = pruning.repair_loss(schedule, loss), {"mask": mask, "teacher": params}
     if loss == "unlearn":
-      if trigger is None:
-        raise ValueError("the unlearn repair needs the inverted trigger: repair(..., trigger=r)")
       frozen["trigger"] = jnp.asarray(trigger, jnp.float32)
   if s.finetune_steps == 0:
     return pruning.apply_mask(params, mask), fraction, worst

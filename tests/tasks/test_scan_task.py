@@ -201,3 +201,12 @@ def test_repair_with_finetune_ema_keeps_the_average_of_the_iterates(tmp_path):
   from jaxdiff.tasks.config import validate
   with pytest.raises(ConfigError, match=r"config\.scan\.finetune_ema = 1\.0"):
     validate(c)
+
+
+def test_unlearn_repair_without_a_trigger_is_refused_before_any_work(tmp_path):
+  from configs import scan as scan_config
+  from jaxdiff.tasks.defence import repair
+  with pytest.raises(ValueError, match=r"the unlearn repair needs the inverted trigger: repair\(\.\.\., trigger=r\)"):
+    repair(scan_config.get_config(), None, None, None, None, None, method="diff_cleanse", ratio=0.03,
+           loss="unlearn", workdir=str(tmp_path), fingerprint="x", desc="x")
+  assert not any(tmp_path.iterdir())
