@@ -25,6 +25,7 @@
 # Seen on an H200 (2026-11-28, jax 0.11.2): a suite spends 1.5-3 min, most of it compiling (cuDNN autotuning), so a
 # 15-minute lease holds about three; the rows print to the log as they are measured. Second lease: certify_bf16 +
 # attack + carlini in 427 s, then unet_fp32 + ops in 222 s (the machine stays warm between calls).
+# Third lease (2026-11-29): autoattack's jaxdiff side, cold, did not finish in 300 s (compiling), so its cap is 480 s.
 # SIZE=tiny runs the same on a CPU in minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +69,7 @@ run_one() {
     --batch=$(( CBATCH / 2 )) --n=$(( N * 2 )) --dtype=bfloat16 --iters=1 --peer=torch ;;
   attack) suite "attack_${SIZE}_pgd20_b${ABATCH}" 240 --suite=attack --size="$SIZE" --classifier=$CLS \
     --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch --peer_pgd_steps=3 ;;
-  autoattack) suite "attack_${SIZE}_autoattack_b${ABATCH}" 300 --suite=attack --size="$SIZE" --classifier=$CLS \
+  autoattack) suite "attack_${SIZE}_autoattack_b${ABATCH}" 480 --suite=attack --size="$SIZE" --classifier=$CLS \
     --batch=$ABATCH --t_bar=$TBAR --pgd_steps=0 --autoattack --aa_steps=3 --aa_queries=20 --iters=1 --peer=torch ;;
   certify_fp32) suite "certify_${SIZE}_${CLS}_float32" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
     --batch=$CBATCH --n=$N --dtype=float32 --iters=2 --peer=torch ;;

@@ -43,14 +43,14 @@ def peer_parity(base, params, twins, shape, sigma, draws=64):
   on random pixels, and the fraction of equal labels of the whole base classifier on ``draws`` noisy inputs."""
   import torch
 
-  from jaxdiff.bench.peer import torch_denoise_classify
+  from jaxdiff.bench.peer import torch_denoise_classify, torch_nchw
   x = jax.random.uniform(jax.random.key(5), (draws,) + shape[1:])
   xn = np.array(x + sigma * jax.random.normal(jax.random.key(6), x.shape))
   sched = diffusion.make_schedule(base.schedule, base.num_timesteps)
   t_star = denoising_timestep(sched, sigma)
   with torch.no_grad():
-    theirs_logits = twins[1](torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy()
-    theirs = torch_denoise_classify(twins[0].eval(), twins[1], torch.from_numpy(xn.transpose(0, 3, 1, 2)),
+    theirs_logits = twins[1](torch_nchw(x)).numpy()
+    theirs = torch_denoise_classify(twins[0].eval(), twins[1], torch_nchw(xn),
                                     torch.tensor(float(sched.alphas_cumprod[t_star])), t_star).argmax(1).numpy()
   ours_logits = np.asarray(base.classifier.apply(params["classifier"], x))
   ours = np.asarray(jit_apply(base, params, jnp.asarray(xn), sigma))

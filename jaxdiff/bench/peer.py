@@ -71,7 +71,7 @@ def peer_forward(model, x, t, dtype="float32"):
   dev = torch_device()
   model.to(dev).eval()
   with torch.no_grad(), _autocast(dtype):
-    out = model(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)).float().to(dev),
+    out = model(torch_nchw(x, dev),
                 torch.from_numpy(np.array(t)).to(dev)).sample
   return out.float().cpu().numpy().transpose(0, 2, 3, 1)
 
@@ -254,6 +254,14 @@ def torch_device():
   return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def torch_nchw(x, device="cpu"):
+  """NHWC array (numpy or jax) → contiguous float32 NCHW torch tensor on ``device``. Contiguous matters: a transposed
+  view keeps NHWC strides, and torchattacks' FAB ``.view``s gradients laid out like its input (it failed so on a
+  3-channel CIFAR batch, H200 2026-11-29)."""
+  import torch
+  return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2))).to(device)
+
+
 def torch_denoise_classify(unet, clf, x_noisy, abar_t, t_star):
   """Carlini et al.'s base classifier in torch: x + σz (pixels, NCHW) → x_t* = √ᾱ(2x − 1) → one-shot x̂0
   (clipped) → logits of ``clf`` on (x̂0 + 1)/2."""
@@ -281,7 +289,7 @@ def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype=
   num_classes = clf.head.out_features
   unet, clf = on_device(unet, clf, compile)
   abar_t = torch.cumprod(1 - torch.as_tensor(np.asarray(betas), dtype=torch.float32), 0)[t_star].to(dev)
-  xt = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
+  xt = torch_nchw(x, dev)
   gen = torch.Generator(device=dev).manual_seed(0)
 
   def run(num):
@@ -309,7 +317,7 @@ def peer_pgd_seconds(unet, clf, x, y, betas, *, eps, steps, t_bar, iters=1, time
   dev = torch_device()
   unet, clf = on_device(unet, clf, compile)
   beta = torch.as_tensor(np.asarray(betas), dtype=torch.float32, device=dev)
-  x0 = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
+  x0 = torch_nchw(x, dev)
   yt = torch.from_numpy(np.array(y)).long().to(dev)
   gen = torch.Generator(device=dev).manual_seed(0)
   purify = lambda xp: ((torch_purify(unet, 2 * xp - 1, beta, t_bar, gen) + 1) / 2).clamp(0, 1)
@@ -355,7 +363,7 @@ def peer_autoattack_seconds(unet, clf, x, betas, *, eps, steps, queries, t_bar, 
       return self.clf(((torch_purify(self.unet, 2 * xp - 1, beta, t_bar, gen) + 1) / 2).clamp(0, 1))
 
   model = Purified().eval()
-  xt = torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2)).to(dev)
+  xt = torch_nchw(x, dev)
   with torch.no_grad():
     y = model(xt).argmax(1)
   kw = dict(norm="Linf", eps=eps, n_restarts=1, seed=0)
