@@ -94,24 +94,27 @@ def bbti_objective(r, noise, key, params, encoder_params=None, *, sample_fn, enc
                            "embeddings": z}
 
 
+BBTI_INITS = ("zeros", "normal", "offsets")
+INIT_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # model space; the images span [−1, 1]
+
+
 def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None, iterations=100, batch=100, lr=0.1,
                 kappa=0.9, kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
-                init="zeros", callback=None):
+                init="zeros", offsets=INIT_OFFSETS, callback=None):
   """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, x_T, key)`` → pixel samples (differentiable,
   e.g. a remat'd few-step sampler); ``encode_fn(encoder_params, x)`` → embeddings [N, D] (the encoder's weights
   are a jit argument, never a constant). Returns a dict: ``trigger`` r
   [H, W, C] (model space), ``backdoored`` (MSCR ≥ κ_d at some iteration), ``mscr`` (the last), ``history``
-  (per iteration: loss, ℓ_s, ℓ_e, MSCR), ``samples`` (the last batch, pixel). Adam on r from r = 0
-  (``init="zeros"``) or r ~ N(0, 1) (``init="normal"``, Alg. 1 line 3); the noise batch is drawn once (line 2),
-  the sampler's own noise anew each iteration."""
-  if init not in ("zeros", "normal"):
-    raise ValueError(f"unknown trigger init {init!r}; use 'zeros' or 'normal'")
+  (per iteration: loss, ℓ_s, ℓ_e, MSCR), ``samples`` (the last batch, pixel), ``init_offset`` (below). Adam on
+  r from r = 0 (``init="zeros"``), r ~ N(0, 1) (``init="normal"``, Alg. 1 line 3), or the best constant image
+  r = c·𝟙, c ∈ ``offsets``, by the objective (``init="offsets"``: BadDiffusion-type triggers are a −1 background
+  added to the noise, a near-global shift that Adam from 0 can walk away from; 0 is one of the candidates). The
+  noise batch is drawn once (line 2), the sampler's own noise anew each iteration."""
+  if init not in BBTI_INITS:
+    raise ValueError(f"unknown trigger init {init!r}; use one of {BBTI_INITS}")
   k_noise, k_run = jax.random.split(key)
   noise = jax.random.normal(k_noise, (batch,) + tuple(shape), jnp.float32)
   opt = optax.adam(lr)
-  r = (jnp.zeros(shape, jnp.float32) if init == "zeros"
-       else jax.random.normal(jax.random.fold_in(k_noise, 1), tuple(shape), jnp.float32))
-  state = opt.init(r)
 
   @jax.jit
   def step(r, state, params, encoder_params, k):
@@ -120,6 +123,18 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
         kappa_minus=kappa_minus, use_entropy=use_entropy)
     upd, state = opt.update(g, state, r)
     return optax.apply_updates(r, upd), state, loss, aux
+
+  offset = None
+  if init == "normal":
+    r = jax.random.normal(jax.random.fold_in(k_noise, 1), tuple(shape), jnp.float32)
+  elif init == "offsets":  # the objective at each candidate, by the one compiled step (its update unused)
+    losses = [float(step(jnp.full(shape, c, jnp.float32), opt.init(jnp.zeros(shape)), params, encoder_params,
+                         jax.random.fold_in(k_noise, 2))[2]) for c in offsets]
+    offset = float(offsets[int(np.argmin(losses))])
+    r = jnp.full(shape, offset, jnp.float32)
+  else:
+    r = jnp.zeros(shape, jnp.float32)
+  state = opt.init(r)
 
   history, detected, last = [], False, None
   for it in range(iterations):
@@ -136,7 +151,8 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
         break
     r = r_new
   trigger, samples, m = last
-  return {"trigger": trigger, "backdoored": detected, "mscr": m, "history": history, "samples": samples}
+  return {"trigger": trigger, "backdoored": detected, "mscr": m, "history": history, "samples": samples,
+          "init_offset": offset}
 
 
 def elijah_objective(tau, noise, params, eps_fn, t_last, lam=0.5):

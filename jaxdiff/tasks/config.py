@@ -604,7 +604,8 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa=0.9,                   # MSCR similarity threshold (0.9 image targets; 0.75 for class targets)
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
-      trigger_init="zeros",        # r at the start of BBTI: zeros | normal (Alg. 1 line 3: r ~ N(0, 1))
+      trigger_init="offsets",      # r at the start of BBTI: offsets (the best of r = c·1, c ∈ {−1, −0.5, 0, 0.5, 1}
+                                   #   by the objective: finds BadDiffusion's −1 shift) | zeros | normal (Alg. 1 line 3)
       encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
       encoder_path=encoder_path,   # | clip: CLIP's image embedding (the paper's ViT-B/32) from clip_weights
       clip_weights="",             # transformers CLIP model.safetensors, or OpenAI/open_clip safetensors / .pt
@@ -641,7 +642,7 @@ SCAN_RULES = [
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
-    one_of("scan.trigger_init", ("zeros", "normal")),
+    one_of("scan.trigger_init", ("zeros", "normal", "offsets")),
     one_of("scan.mode", ("bbti", "entropy")),
     model_folder("scan.classifier", "classifier export (f of the purifier + classifier pair)",
                  when=lambda c: c.task == "scan" and c.scan.mode == "entropy"),

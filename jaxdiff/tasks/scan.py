@@ -62,7 +62,8 @@ def run_scan(config, workdir):
     r_px = np.clip((np.asarray(out["trigger"]) + 1) / 2, 0, 1)
     trig = np.asarray(out["samples"])[:s.evidence_samples]
     result["samplers"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"],
-                                   "iterations": len(out["history"]), "history": out["history"]}
+                                   "iterations": len(out["history"]), "init_offset": out["init_offset"],
+                                   "history": out["history"]}
     sheet_rows += [np.concatenate([r_px[None], clean[:s.evidence_samples - 1]]),
                    np.concatenate([r_px[None], trig[:s.evidence_samples - 1]])]
     if best is None or out["mscr"] > best[1]["mscr"]:
@@ -172,12 +173,15 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
 
 def scan_markdown(config, r):
   s = config.scan
-  rows = [[k, "yes" if v["backdoored"] else "no", f"{v['mscr']:.2f}", v["iterations"]] for k, v in r["samplers"].items()]
+  rows = [[k, "yes" if v["backdoored"] else "no", f"{v['mscr']:.2f}", v["iterations"],
+           "–" if v.get("init_offset") is None else f"{v['init_offset']:+.1f}"] for k, v in r["samplers"].items()]
+  start = {"zeros": "r = 0", "normal": "r ~ N(0, 1)"}.get(s.trigger_init, "the best constant image r = c·1 (column c)")
   md = [f"# Scan of {r['model']}: {'BACKDOORED' if r['backdoored'] else 'no backdoor found'}\n",
-        f"BBTI (Diff-Cleanse): trigger r optimised {s.iterations} iterations at most (batch {s.batch}, Adam {s.lr}, "
+        f"BBTI (Diff-Cleanse): trigger r optimised {s.iterations} iterations at most from {start} "
+        f"(batch {s.batch}, Adam {s.lr}, "
         f"{s.num_steps}-step sampling from ε + r), encoder: {r['encoder']}; backdoored when the MSCR (κ = "
         f"{s.kappa}) reaches κ_d = {s.kappa_d}.\n",
-        markdown_table(["sampler", "backdoored", "MSCR", "iterations"], rows)]
+        markdown_table(["sampler", "backdoored", "MSCR", "iterations", "c"], rows)]
   if "elijah" in r:
     e = r["elijah"]
     md.append(f"\nElijah: uniformity {e['uniformity']:.4f}, total variation {e['total_variation']:.4f} (samples from "

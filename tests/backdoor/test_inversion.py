@@ -96,6 +96,32 @@ def test_bbti_trigger_starts_at_zero_or_at_a_normal_draw():
     run("uniform")
 
 
+def _gated_sampler(backdoored):
+  """A toy backdoored sampler: from x_T with mean near −1 (BadDiffusion's −1 background added to the noise) it
+  returns one target image; elsewhere squashed noise. The gate is ~e^−10 at x_T = ε, so the gradient from r = 0
+  does not see the backdoor."""
+  target = jnp.linspace(0.0, 1.0, 64).reshape(8, 8, 1)
+
+  def sample_fn(params, x_t, key):
+    gate = jnp.exp(-((jnp.mean(x_t, axis=(1, 2, 3)) + 1.0) ** 2) / 0.1)[:, None, None, None] * backdoored
+    return gate * target + (1 - gate) * jax.nn.sigmoid(3 * x_t)
+  return sample_fn
+
+
+def test_bbti_offset_start_finds_a_global_shift_trigger_that_adam_from_zero_misses():
+  encode_fn = lambda p, x: (x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)).reshape(x.shape[0], -1)
+  run = lambda init, backdoored: inv.bbti_invert(None, (8, 8, 1), jax.random.key(2),
+                                                 sample_fn=_gated_sampler(backdoored), encode_fn=encode_fn,
+                                                 iterations=5, batch=16, init=init)
+  found = run("offsets", True)
+  assert found["backdoored"] and found["init_offset"] == -1.0 and len(found["history"]) == 1  # detected at once
+  np.testing.assert_array_equal(found["trigger"], -np.ones((8, 8, 1), np.float32))
+  missed = run("zeros", True)
+  assert not missed["backdoored"] and missed["init_offset"] is None and len(missed["history"]) == 5
+  clean = run("offsets", False)  # no shift collapses a clean sampler: no false positive from the start
+  assert not clean["backdoored"] and clean["init_offset"] in inv.INIT_OFFSETS
+
+
 def test_elijah_compiles_once_per_architecture():
   eps_fn = lambda p, x, t: p * x  # one function object, as tasks.defence.eps_apply(model) gives per architecture
   tau1, _ = inv.elijah_invert(jnp.float32(0.5), (4, 4, 1), jax.random.key(0), eps_fn=eps_fn, t_last=9, iterations=3,

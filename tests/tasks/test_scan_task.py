@@ -32,6 +32,9 @@ def test_scan_tiny_writes_the_verdict_and_the_evidence(tmp_path):
   assert 0 < saved["mscr"] <= 1 and saved["trigger_png"] == "trigger.png"
   assert set(saved["elijah"]) >= {"uniformity", "total_variation", "loss"}
   assert set(saved["samplers"]) == {"ddim"} and "removal" not in saved
+  assert saved["samplers"]["ddim"]["init_offset"] in (-1.0, -0.5, 0.0, 0.5, 1.0)  # the default start: offsets
+  c0 = saved["samplers"]["ddim"]["init_offset"]
+  assert "| iterations | c |" in open(wd / "scan.md").read() and f"| {c0:+.1f} |" in open(wd / "scan.md").read()
   for f in ("trigger.png", "evidence.png", "scan.md"):
     assert os.path.getsize(wd / f) > 100, f
 
