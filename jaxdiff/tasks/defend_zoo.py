@@ -61,7 +61,8 @@ def detect(config, name, spec, model, params, meta, judge, shape, encode):
   samplers = (spec.sampler,) if config.defend.bbti_samplers == "model" else tuple(s.samplers)
   for i, sampler in enumerate(samplers):
     out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler)
-    rec["bbti"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "iterations": len(out["history"])}
+    rec["bbti"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "iterations": len(out["history"]),
+                            "init_offset": out["init_offset"]}  # the start c of scan.trigger_init = offsets
     if backdoor is not None:  # Table 1: the inverted trigger's ASR against the real target
       rec["bbti"][sampler]["asr"] = judge.asr(backdoor, np.asarray(out["samples"]))
     if best is None or out["mscr"] > best[1]["mscr"]:
