@@ -177,6 +177,7 @@ def prune(params, scores_clean, scores_trigger, ratio, method="diff_cleanse", st
 
 
 REPAIR_LOSSES = ("loss_p", "loss_c", "unlearn")
+UNLEARN_TARGET = "x0-preserving"  # unlearn's trigger target (repair_loss); runs of the earlier one never resume
 
 
 def repair_loss(schedule, loss="loss_p"):
@@ -185,14 +186,18 @@ def repair_loss(schedule, loss="loss_p"):
 
   - "loss_p" (Diff-Cleanse §"Model Repair"): ‖ε − ε_θ'(x_t)‖² + ‖ε_θ'(x_t) − ε_θ(x_t)‖²;
   - "loss_c": the first term only (the ablation of Table 4);
-  - "unlearn" (an extension, not in the paper): ‖ε_θ'(x_t) − ε_θ(x_t)‖² + ‖ε_θ'(x'_t + ρ̂_t r) − ε_θ(x'_t)‖² with
-    r = ``frozen['trigger']`` [H, W, C] (model space; the inverted trigger), ρ̂_t Diff-Cleanse's stand-in
-    (``trigger_rho``) and x'_t another noising of the batch: the teacher's clean behaviour is distilled and the
-    trigger's shift unlearned at every t. No data term, so with nothing pruned and r = 0 the loss is 0 at θ.
+  - "unlearn" (an extension, not in the paper): ‖ε_θ'(x_t) − ε_θ(x_t)‖² + ‖ε_θ'(x'_t + ρ̂_t r) − ε*‖² with
+    ε* = ε_θ(x'_t) + ρ̂_t r/√(1 − ᾱ_t), r = ``frozen['trigger']`` [H, W, C] (model space; the inverted trigger),
+    ρ̂_t Diff-Cleanse's stand-in (``trigger_rho``) and x'_t another noising of the batch. ε* is the prediction
+    whose x̂_0 = (x − √(1 − ᾱ_t) ε)/√ᾱ_t from the shifted input equals the teacher's from x'_t: the shift is
+    read as noise and removed, so samples from ε + r come out as the clean model's (an earlier target,
+    ε_θ(x'_t), kept the shift and turned them black). The teacher's clean behaviour is distilled beside it.
+    No data term, so with nothing pruned and r = 0 the loss is 0 at θ.
   """
   if loss not in REPAIR_LOSSES:
     raise ValueError(f"unknown repair loss {loss!r}: one of {REPAIR_LOSSES}")
   rho = jnp.asarray(trigger_rho(schedule.num_timesteps), jnp.float32)
+  sigma = jnp.asarray(np.sqrt(1.0 - np.asarray(schedule.alphas_cumprod, np.float64)), jnp.float32)  # √(1 − ᾱ_t)
 
   def loss_fn(apply_fn, params, model_state, batch, key, frozen):
     k_drop, k_t, k_n = jax.random.split(key, 3)  # loss_p's / loss_c's draws, as before unlearn existed
@@ -215,8 +220,10 @@ def repair_loss(schedule, loss="loss_p"):
     t2 = ti.astype(jnp.float32)
     x2 = schedule.q_sample(x0, t2, jax.random.normal(k_n2, x0.shape, jnp.float32))
     shifted = apply_fn({"params": p}, x2 + rho[ti][:, None, None, None] * frozen["trigger"], t2).astype(jnp.float32)
-    clean = jax.lax.stop_gradient(apply_fn({"params": frozen["teacher"]}, x2, t2).astype(jnp.float32))
-    metrics["loss_trigger"] = loss_trigger = jnp.mean((shifted - clean) ** 2)
+    clean = apply_fn({"params": frozen["teacher"]}, x2, t2).astype(jnp.float32)
+    shift_as_noise = (rho[ti] / sigma[ti])[:, None, None, None] * frozen["trigger"]
+    target = jax.lax.stop_gradient(clean + shift_as_noise)
+    metrics["loss_trigger"] = loss_trigger = jnp.mean((shifted - target) ** 2)
     return loss_ref + loss_trigger, (metrics, model_state)
   return loss_fn
 

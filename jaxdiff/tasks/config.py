@@ -606,7 +606,7 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       trigger_init="offsets",      # r at the start of BBTI: offsets (the best of r = c·1, c ∈ {−1, −0.5, 0, 0.5, 1}
                                    #   by the objective: finds BadDiffusion's −1 shift) | zeros | normal (Alg. 1 line 3)
-      encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
+      encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels (Pearson)
       encoder_path=encoder_path,   # | clip: CLIP's image embedding (the paper's ViT-B/32) from clip_weights
       clip_weights="",             # transformers CLIP model.safetensors, or OpenAI/open_clip safetensors / .pt
       evidence_samples=16,
@@ -615,7 +615,7 @@ def add_scan(c, *, model="", encoder_path=""):
       remove_ratio=0.03,           # share of each layer's channels pruned (⌊ratio·C⌋; the paper: 1–2 % of 128–512)
       prune_groups="layer",        # layer: each layer's channels alone | residual: a residual stream's writers together
       remove_loss="loss_p",        # loss_p (clean + unpruned teacher) | loss_c (clean only; Table 4's ablation)
-                                   #   | unlearn (teacher + the inverted trigger unlearned; not in the paper)
+                                   #   | unlearn (teacher + the inverted trigger's shift denoised away; not in the paper)
       taylor_threshold=0.95,       # 𝒯 / T: Taylor scores sum the gradients of t ≥ 𝒯 (950 of 1000)
       taylor_batch=16,
       finetune_data="synthetic",   # synthetic: samples of the model itself | real: config.data's train split

@@ -36,18 +36,26 @@ class Encoder(NamedTuple):
     return self.fn(self.params, x)
 
 
+CONSTANT_STD = 0.01  # pixel [0, 1]: an image with a smaller standard deviation counts as constant
+
+
 def _pixels(params, x):
+  """[N, D + 1]: each image minus its mean, then one coordinate CONSTANT_STD·√D (the centred norm of an image of
+  pixel std CONSTANT_STD). Cosine similarity is the Pearson correlation up to O((0.01/std)²) for images that
+  vary; constant images (all black, all white: Pearson undefined) have cosine 1 with each other, so MSCR counts
+  a cluster of them, and ≈ 0.01/std with any image that varies."""
   flat = x.reshape(x.shape[0], -1)
-  return flat - jnp.mean(flat, axis=1, keepdims=True)
+  floor = jnp.full((x.shape[0], 1), CONSTANT_STD * np.sqrt(flat.shape[1]), flat.dtype)
+  return jnp.concatenate([flat - jnp.mean(flat, axis=1, keepdims=True), floor], axis=1)
 
 
 def encoder(s, shape):
   """The ``Encoder`` of ``s.encoder`` (``s`` a scan block) for images of ``shape``: "pixels" — each image minus
-  its mean (cosine similarity = the images' Pearson correlation); "classifier" — the penultimate features of the
+  its mean (cosine similarity = the images' Pearson correlation; constant images one cluster); "classifier" — the penultimate features of the
   classifier export ``s.encoder_path``; "clip" — CLIP's image embedding (weights file ``s.clip_weights``,
   Diff-Cleanse's choice, ViT-B/32), images resized to its input size."""
   if s.encoder == "pixels":
-    return Encoder(_pixels, None, "pixels (mean-centred; Pearson correlation)")
+    return Encoder(_pixels, None, "pixels (mean-centred; Pearson correlation, constant images alike)")
   if s.encoder == "clip":
     cfg, params = load_clip_vision(resolve_path(s.clip_weights))
     module = CLIPVision(cfg)
@@ -229,6 +237,7 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
     loss_fn, frozen = pruning.repair_loss(schedule, loss), {"mask": mask, "teacher": params}
     if loss == "unlearn":
       frozen["trigger"] = jnp.asarray(trigger, jnp.float32)
+      fingerprint = {"run": fingerprint, "unlearn_target": pruning.UNLEARN_TARGET}
   if s.finetune_steps == 0:
     return pruning.apply_mask(params, mask), fraction, worst
   c = ml_collections.ConfigDict(config.to_dict())

@@ -27,6 +27,7 @@ import time
 import jax
 import numpy as np
 
+from jaxdiff.backdoor import pruning
 from jaxdiff.backdoor.inversion import cosine_matrix
 from jaxdiff.convert import load_model
 from jaxdiff.errors import ConfigError
@@ -147,7 +148,8 @@ def run_defend_zoo(config, workdir):
     cache = os.path.join(workdir, "models", name, "defend.json")
     fp = canonical({"model": meta.get("fingerprint"), "detect": {k: config.scan[k] for k in DETECT_KEYS},
                     "removal": {k: config.scan[k] for k in REMOVAL_KEYS},
-                    "defend": config.defend.to_dict() | {"models": None}, "seed": config.seed})
+                    "defend": config.defend.to_dict() | {"models": None}, "seed": config.seed,
+                    "encoder": encode.name, "unlearn_target": pruning.UNLEARN_TARGET})
     rec = None
     if os.path.exists(cache):
       with open(cache) as f:

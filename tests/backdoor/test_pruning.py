@@ -158,7 +158,7 @@ def test_repair_loss_reference_term_vanishes_for_the_unpruned_teacher():
 
 def test_unlearn_repair_loss_in_closed_form_for_a_linear_model():
   """The unlearn loss on ε_θ(x, t) = w·x + b_t: the distillation term is ((w' − w) x_t)², the trigger term
-  (w'(x'_t + ρ̂_t r) − w x'_t)², so at w' = w it is (w ρ̂_t r)² — known without the noise draws only when averaged;
+  (w'(x'_t + ρ̂_t r) − w x'_t − ρ̂_t r/σ_t)² with σ_t = √(1 − ᾱ_t), so at w' = w it is ((w − 1/σ_t) ρ̂_t r)² —
   checked here on the same draws the loss makes, and against loss_p / loss_c on one model."""
   schedule = diffusion.make_schedule("linear", 1000)
   apply = lambda v, x, t, train=False, rngs=None: v["params"]["w"] * x + 0.001 * t[:, None, None, None]
@@ -171,10 +171,12 @@ def test_unlearn_repair_loss_in_closed_form_for_a_linear_model():
   _, k_t, k_n = jax.random.split(key, 3)
   k_t2, k_n2 = jax.random.split(jax.random.fold_in(key, 1))
   t2 = jax.random.randint(k_t2, (64,), 0, 1000)
-  rho = pruning.trigger_rho(1000)[np.asarray(t2)]
-  want = np.mean((0.7 * rho[:, None, None, None] * 0.5) ** 2 * np.ones((64, 4, 4, 1)))
+  rho = pruning.trigger_rho(1000)[np.asarray(t2)][:, None, None, None]
+  sigma = np.sqrt(1.0 - np.asarray(schedule.alphas_cumprod, np.float64))[np.asarray(t2)][:, None, None, None]
+  want = np.mean(((0.7 - 1.0 / sigma) * rho * 0.5) ** 2 * np.ones((64, 4, 4, 1)))
   np.testing.assert_allclose(float(m["loss_trigger"]), want, rtol=1e-5)
-  assert float(m["loss_ref"]) == 0.0 and abs(float(loss) - want) < 1e-7
+  assert float(m["loss_ref"]) == 0.0
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
   # a student w' = 0.5: distillation ((w' − w) x_t)² on the first draws, the trigger term on the second
   student = {"w": jnp.float32(0.5)}
   loss2, (m2, _) = pruning.repair_loss(schedule, "unlearn")(apply, student, {}, batch, key, frozen)
@@ -183,7 +185,7 @@ def test_unlearn_repair_loss_in_closed_form_for_a_linear_model():
   x_t = schedule.q_sample(x0, t, jax.random.normal(k_n, x0.shape))
   x2 = schedule.q_sample(x0, t2.astype(jnp.float32), jax.random.normal(k_n2, x0.shape))
   np.testing.assert_allclose(float(m2["loss_ref"]), float(jnp.mean((-0.2 * x_t) ** 2)), rtol=1e-5)
-  want2 = float(jnp.mean((0.5 * (x2 + rho[:, None, None, None] * r) - 0.7 * x2) ** 2))
+  want2 = float(jnp.mean((0.5 * (x2 + rho * r) - 0.7 * x2 - rho * r / sigma) ** 2))
   np.testing.assert_allclose(float(m2["loss_trigger"]), want2, rtol=1e-5)
   np.testing.assert_allclose(float(loss2), float(m2["loss_ref"]) + want2, rtol=1e-6)
   # loss_p and loss_c on the same draws: the data term appears there and not in unlearn
@@ -194,6 +196,33 @@ def test_unlearn_repair_loss_in_closed_form_for_a_linear_model():
   np.testing.assert_allclose(float(mp["loss_ref"]), float(m2["loss_ref"]), rtol=1e-6)
   with pytest.raises(ValueError, match="unknown repair loss 'loss_x'"):
     pruning.repair_loss(schedule, "loss_x")
+
+
+def test_unlearn_trigger_term_vanishes_for_a_model_that_denoises_the_shift_away():
+  """The invariant behind unlearn's target: a student whose x̂_0 = (x − σ_t ε)/√ᾱ_t at x'_t + ρ̂_t r is the
+  teacher's x̂_0 at x'_t (built here from that definition, not from the loss's formula) has trigger term 0,
+  and the teacher itself (which keeps the shift in x̂_0) does not."""
+  schedule = diffusion.make_schedule("linear", 1000)
+  ab = jnp.asarray(schedule.alphas_cumprod, jnp.float32)
+  rho_all = jnp.asarray(pruning.trigger_rho(1000), jnp.float32)
+  r = jax.random.normal(jax.random.key(5), (4, 4, 1))
+  teacher_eps = lambda x, t: jnp.tanh(x) + 0.001 * t[:, None, None, None]
+  x0_hat = lambda x, eps, i: (x - jnp.sqrt(1 - ab[i])[:, None, None, None] * eps) / jnp.sqrt(ab[i])[:, None, None, None]
+
+  def apply(v, x, t, train=False, rngs=None):
+    if v["params"]["student"] == 0:
+      return teacher_eps(x, t)
+    i = t.astype(jnp.int32)
+    x_clean = x - rho_all[i][:, None, None, None] * r  # the input the shift was added to
+    want_x0 = x0_hat(x_clean, teacher_eps(x_clean, t), i)
+    return (x - jnp.sqrt(ab[i])[:, None, None, None] * want_x0) / jnp.sqrt(1 - ab[i])[:, None, None, None]
+
+  batch = {"image": jax.random.uniform(jax.random.key(2), (32, 4, 4, 1))}
+  frozen = {"mask": {"student": jnp.float32(1.0)}, "teacher": {"student": jnp.float32(0.0)}, "trigger": r}
+  fn = pruning.repair_loss(schedule, "unlearn")
+  _, (m, _) = fn(apply, {"student": jnp.float32(1.0)}, {}, batch, jax.random.key(3), frozen)
+  _, (m0, _) = fn(apply, {"student": jnp.float32(0.0)}, {}, batch, jax.random.key(3), frozen)
+  assert float(m["loss_trigger"]) < 1e-6 * float(m0["loss_trigger"]) and float(m0["loss_trigger"]) > 0.01
 
 
 def test_elijah_repair_loss_is_the_clean_loss_when_tau_is_no_shift():
