@@ -6,8 +6,9 @@ scores beside). Defaults fit a digits model on 2 CPU cores: batch 16, 20-step DD
 With --config.scan.remove=True the repaired model goes to W/repaired (Diff-Cleanse: prune 3 % of each layer's
 channels by the inverted trigger's Taylor scores, fine-tune on the model's own samples).
 On the digits BadDiffusion models that repair (loss_p) leaves 11–92 % real-trigger ASR;
---config.scan.remove_loss=unlearn (not in the paper) took both measured models to 0 % (docs/scan_digits_offsets.json),
-but their triggered samples turn black rather than clean (docs/NOTES.md).
+--config.scan.remove_loss=unlearn (not in the paper: the inverted trigger's shift denoised away) took both measured
+models to ≤ 2 %, their triggered samples digits again (docs/scan_digits_unlearn.json; bd_box_corner needs
+--config.scan.finetune_steps=3000 for FID +11 %).
 
 A model used as a purifier (DIFF2's threat): --config.scan.mode=entropy judges it by the label entropy of test
 images diffused to t = T and reversed (DIFF2 §5.7), with the classifier --config.scan.classifier (the shipped digits
