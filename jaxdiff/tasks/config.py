@@ -606,7 +606,7 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       trigger_init="offsets",      # r at the start of BBTI: offsets (the best of r = c·1, c ∈ {−1, −0.5, 0, 0.5, 1}
                                    #   by the objective: finds BadDiffusion's −1 shift) | zeros | normal (Alg. 1 line 3)
-      encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels (Pearson)
+      encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
       encoder_path=encoder_path,   # | clip: CLIP's image embedding (the paper's ViT-B/32) from clip_weights
       clip_weights="",             # transformers CLIP model.safetensors, or OpenAI/open_clip safetensors / .pt
       evidence_samples=16,

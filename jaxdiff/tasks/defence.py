@@ -36,7 +36,7 @@ class Encoder(NamedTuple):
     return self.fn(self.params, x)
 
 
-CONSTANT_STD = 0.01  # pixel [0, 1]: an image with a smaller standard deviation counts as constant
+CONSTANT_STD = 0.01  # pixel [0, 1]; an image of std s has cosine 1/√(1 + (s/CONSTANT_STD)²) with a constant one
 
 
 def _pixels(params, x):
@@ -51,8 +51,8 @@ def _pixels(params, x):
 
 def encoder(s, shape):
   """The ``Encoder`` of ``s.encoder`` (``s`` a scan block) for images of ``shape``: "pixels" — each image minus
-  its mean (cosine similarity = the images' Pearson correlation; constant images one cluster); "classifier" — the penultimate features of the
-  classifier export ``s.encoder_path``; "clip" — CLIP's image embedding (weights file ``s.clip_weights``,
+  its mean (cosine similarity = the images' Pearson correlation; constant images one cluster: ``_pixels``);
+  "classifier" — the penultimate features of the classifier export ``s.encoder_path``; "clip" — CLIP's image embedding (weights file ``s.clip_weights``,
   Diff-Cleanse's choice, ViT-B/32), images resized to its input size."""
   if s.encoder == "pixels":
     return Encoder(_pixels, None, "pixels (mean-centred; Pearson correlation, constant images alike)")

@@ -27,10 +27,11 @@ def test_pixel_encoder_counts_a_cluster_of_constant_images():
   """Black samples (e.g. a repaired model's output from ε + trigger) are one cluster for MSCR; Pearson's
   correlation is undefined for them, so a mean-centred encoder would count none."""
   varied = jax.random.uniform(jax.random.key(1), (6, 8, 8, 1))
-  black = jnp.zeros((9, 8, 8, 1)).at[0].set(0.004)  # within CONSTANT_STD of constant
+  black = jnp.zeros((9, 8, 8, 1)).at[0, 0, 0].set(0.016)  # one faint pixel: std 0.002, cosine 1/√1.04 to black
   x = jnp.concatenate([black, jnp.ones((1, 8, 8, 1)), varied])
   s = np.asarray(inversion.cosine_matrix(_pixel_encoder()(x)))
-  assert np.all(s[:10, :10] > 0.99)  # black and white: both constant
+  np.testing.assert_allclose(s[0, 1:10], 1 / np.sqrt(1 + (np.std(black[0]) / defence.CONSTANT_STD) ** 2), rtol=1e-5)
+  assert np.all(s[1:10, 1:10] > 1 - 1e-6)  # black and white: both constant
   assert np.all(np.abs(s[:10, 10:]) < 0.05)  # constant vs varied: ≈ 0.01/std
   assert inversion.mscr(_pixel_encoder()(x), 0.9) == 10 / 16
   # a cluster of copies of one varied image still counts, and the varied rest stays apart
