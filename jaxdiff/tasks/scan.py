@@ -18,6 +18,7 @@ import time
 import jax
 import numpy as np
 
+from jaxdiff.backdoor import pruning
 from jaxdiff.backdoor.entropy import filter_entropies, purified_label_entropies
 from jaxdiff.convert import export_model, load_model, model_digest
 from jaxdiff.data import make_source
@@ -149,7 +150,8 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
   images = defence.clean_images(config, model, params, d, shape, jax.random.fold_in(key, 0))
   scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1))
   fp = canonical({"model": model_digest(s.model), "trigger": hashlib.sha256(np.asarray(trigger).tobytes()).hexdigest(),
-                  "removal": {k: s[k] for k in REMOVAL_KEYS}, "data": config.data.to_dict()})
+                  "removal": {k: s[k] for k in REMOVAL_KEYS}, "data": config.data.to_dict(),
+                  "unlearn_target": pruning.UNLEARN_TARGET if s.remove_loss == "unlearn" else None})
   repaired, fraction, worst = defence.repair(
       config, model, params, d, images, scores, method="diff_cleanse", ratio=s.remove_ratio,
       loss=s.remove_loss, trigger=trigger, workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
