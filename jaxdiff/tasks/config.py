@@ -521,6 +521,7 @@ def add_zoo(c, models):
   """Zoo defaults: ``models`` maps names to ``zoo_entry`` specs; the measurement settings are shared."""
   c.zoo = ml_collections.ConfigDict(dict(
       models=ml_collections.ConfigDict(models),
+      only=(),                     # names to build and measure now; () = every entry (clean rows still use every trigger)
       sample_steps={"ddpm": 100, "ddim": 50, "dpm_solver++": 20, "sde": 100, "ode": 50},  # network calls per sample
       compare_samplers=("ddim", "dpm_solver++"),  # backdoored models are also measured with these
       num_samples=64,              # triggered samples per backdoored model and sampler (ASR)
@@ -562,6 +563,8 @@ def zoo_entry_rules(name):
 
 ZOO_RULES = [
     Rule("zoo.models", lambda v, c: len(v) > 0, "must name at least one model", when=task_is("zoo", "defend_zoo")),
+    Rule("zoo.only", lambda v, c: isinstance(v, (tuple, list)) and all(n in c.zoo.models for n in v),
+         "must list entries of config.zoo.models (or be empty for all of them)", when=task_is("zoo")),
     Rule("zoo.sample_steps", lambda v, c: all(_is_int(v[s]) and v[s] >= 1 for s in SAMPLERS),
          f"must give every sampler {SAMPLERS} a number of steps ≥ 1"),
     each("zoo.compare_samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}", nonempty=False),

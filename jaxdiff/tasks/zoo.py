@@ -7,7 +7,9 @@ target, poison_rate, ...}). Then each model is measured: a backdoored model's AS
 built for (and with ``zoo.compare_samplers``), a clean model's ASR with every backdoored entry's trigger and
 reverse process, and every model's FID. WORKDIR/zoo.{json,md} (pinned: zoo.json = list of {name, backdoor,
 asr, fid, ...}). Resumable per model: fine-tunes resume from their checkpoints, finished exports and their
-measurements (WORKDIR/models/<name>/eval.json) are reused while their settings are unchanged.
+measurements (WORKDIR/models/<name>/eval.json) are reused while their settings are unchanged. ``zoo.only`` names
+the entries to build and measure in this run (zoo.json then lists those); a clean model's row still uses every
+entry's trigger, so it is the same row as in a run of the whole zoo.
 """
 from __future__ import annotations
 
@@ -182,7 +184,8 @@ def run_zoo(config, workdir):
   validate(config)
   t0 = time.time()
   model, variables, model_meta = init_or_load(config.model, jax.random.key(config.seed))
-  entries = specs(config)
+  every = specs(config)
+  entries = [(n, s) for n, s in every if not config.zoo.only or n in config.zoo.only]
   built = {}
   for name, spec in progress(entries, desc="zoo: models", unit="model"):
     built[name] = build(config, workdir, name, spec, model, variables, model_meta)
@@ -190,8 +193,9 @@ def run_zoo(config, workdir):
       print(f"zoo: {name} stopped at train.stop_at = {config.train.stop_at}; rerun to continue", flush=True)
       return []
   t_train = time.time()
-  zoo_backdoors = {name: (backdoor_of(config, spec), spec.sampler) for name, spec in entries if spec.attack != "clean"}
-  judge = Judge(config, workdir, need_out=any(s.attack == "trojdiff_out_d2d" for _, s in entries))
+  # a clean model's row is measured with every zoo trigger, built in this run (zoo.only) or not
+  zoo_backdoors = {name: (backdoor_of(config, spec), spec.sampler) for name, spec in every if spec.attack != "clean"}
+  judge = Judge(config, workdir, need_out=any(s.attack == "trojdiff_out_d2d" for _, s in every))
   rows = [evaluate(config, workdir, name, spec, model, built[name][0], built[name][1], judge, zoo_backdoors)
           for name, spec in progress(entries, desc="zoo: evaluation", unit="model")]
   md = report_markdown(config, rows, judge.feature_name)

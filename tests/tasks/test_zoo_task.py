@@ -53,6 +53,11 @@ def test_zoo_tiny_end_to_end_layout_and_resume(tiny_zoo, tmp_path):
   assert os.path.getmtime(wd / "models" / "villan" / "params.safetensors") == stamp["villan"]
   assert os.path.getmtime(wd / "models" / "bd" / "params.safetensors") > stamp["bd"]
   assert json.load(open(wd / "models" / "bd" / "meta.json"))["steps"] == 3 and again[2]["steps"] == 3
+  # zoo.only builds and measures a subset; a clean row keeps every zoo trigger (its cached row is reused)
+  c.zoo.only = ("clean_b", "bd")
+  sub = run_zoo(c, str(wd))
+  assert sub == [again[1], again[2]] and json.load(open(wd / "zoo.json")) == sub
+  assert set(sub[0]["asr_by_trigger"]) == {"bd", "villan", "d2i", "in_d2d", "out_d2d"}
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -70,6 +75,16 @@ def test_bad_zoo_entries_are_refused_before_any_work(tmp_path, field, value, mes
   with pytest.raises(ConfigError) as e:
     run_zoo(c, str(tmp_path / "wd"))
   assert message in str(e.value) and not os.path.exists(tmp_path / "wd")
+
+
+def test_zoo_only_must_name_entries_of_the_zoo(tmp_path):
+  from configs import zoo_digits
+  c = zoo_digits.get_config()
+  c.zoo.only = ("clean_s0", "clean_s9")
+  with pytest.raises(ConfigError) as e:
+    run_zoo(c, str(tmp_path / "wd"))
+  assert "config.zoo.only" in str(e.value) and "must list entries of config.zoo.models" in str(e.value)
+  assert not os.path.exists(tmp_path / "wd")
 
 
 @pytest.mark.slow  # the whole digits zoo: ~2.5 h on 2 CPU cores; JAXDIFF_ZOO_WORKDIR=W checks (and completes) W
