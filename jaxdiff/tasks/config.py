@@ -606,6 +606,8 @@ def add_scan(c, *, model="", encoder_path=""):
       iterations=100, batch=100, lr=0.1,
       kappa=0.9,                   # MSCR similarity threshold (0.9 image targets; 0.75 for class targets)
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
+      confirm_batch=64,            # ... and when fresh noise + r (this many samples) also reaches κ_d: r can fit
+                                   #   the one noise batch it is optimised on (not in the paper; 0: Alg. 1's rule)
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       trigger_init="offsets",      # r at the start of BBTI: offsets (the best of r = c·1, c ∈ {−1, −0.5, 0, 0.5, 1}
                                    #   by the objective: finds BadDiffusion's −1 shift) | zeros | normal (Alg. 1 line 3)
@@ -643,6 +645,7 @@ SCAN_RULES = [
     each("scan.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
+    integer("scan.confirm_batch", 0),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
     one_of("scan.trigger_init", ("zeros", "normal", "offsets")),

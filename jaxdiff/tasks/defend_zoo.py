@@ -4,7 +4,8 @@ Reads the models the zoo task exported to ``defend.zoo_workdir``/models/<name> (
 block names them and their real triggers). Per model:
 - detection: BBTI with the sampler each model is meant for (its zoo ``sampler``: DDPM for BadDiffusion-type and
   the clean models, DDIM for VillanDiffusion/TrojDiff — the paper's protocol), or with every sampler of
-  ``scan.samplers`` (``defend.bbti_samplers = "scan"``); backdoored when an MSCR reaches κ_d; the inverted
+  ``scan.samplers`` (``defend.bbti_samplers = "scan"``); backdoored when an MSCR reaches κ_d (and, with
+  ``scan.confirm_batch``, fresh noise + r does too); the inverted
   trigger's ASR against the model's real target (Table 1), BBTI without ℓ_e on backdoored models (Table 3);
   Elijah's τ and features (uniformity, total variation), judged by a random forest trained on the other
   models' features (leave-one-out; Elijah's detector in Diff-Cleanse's comparison); on backdoored models the
@@ -39,8 +40,8 @@ from jaxdiff.tasks import defence
 from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
 
-DETECT_KEYS = ("samplers", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d", "kappa_plus", "kappa_minus",
-               "use_entropy", "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
+DETECT_KEYS = ("samplers", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d", "confirm_batch", "kappa_plus",
+               "kappa_minus", "use_entropy", "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
 
 
 def _load(config, name):
@@ -63,7 +64,8 @@ def detect(config, name, spec, model, params, meta, judge, shape, encode):
   for i, sampler in enumerate(samplers):
     out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler)
     rec["bbti"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "iterations": len(out["history"]),
-                            "init_offset": out["init_offset"]}  # the start c of scan.trigger_init = offsets
+                            "init_offset": out["init_offset"],  # the start c of scan.trigger_init = offsets
+                            "confirm_mscr": out["confirm_mscr"]}  # on fresh noise (scan.confirm_batch)
     if backdoor is not None:  # Table 1: the inverted trigger's ASR against the real target
       rec["bbti"][sampler]["asr"] = judge.asr(backdoor, np.asarray(out["samples"]))
     if best is None or out["mscr"] > best[1]["mscr"]:
@@ -195,7 +197,9 @@ def report_markdown(config, r):
   pct = lambda v: "–" if v is None else f"{v:.0%}"
   cosines = lambda d: ("–" if "trigger_cosine" not in d
                        else f"{d['trigger_cosine']['bbti']:.2f} / {d['trigger_cosine']['elijah']:.2f}")
-  rows1 = [[d["model"], d["attack"], "yes" if d["bbti_backdoored"] else "no", f"{d['mscr']:.2f}", d["bbti_sampler"],
+  held_out = lambda d: d["bbti"][d["bbti_sampler"]].get("confirm_mscr")
+  rows1 = [[d["model"], d["attack"], "yes" if d["bbti_backdoored"] else "no",
+            f"{d['mscr']:.2f} / " + ("–" if held_out(d) is None else f"{held_out(d):.2f}"), d["bbti_sampler"],
             pct(d.get("inverted_asr")), {True: "yes", False: "no", None: "–"}[d.get("elijah_backdoored")],
             f"{d['elijah']['uniformity']:.3f} / {d['elijah']['total_variation']:.3f}", cosines(d)] for d in det]
   acc_b = _acc([(d["bbti_backdoored"], d["backdoored_truth"]) for d in det])
@@ -203,11 +207,13 @@ def report_markdown(config, r):
   md = ["# Defences on the zoo\n",
         "Detection (Table 1): BBTI with " + ("each model's own sampler" if config.defend.bbti_samplers == "model"
                                              else ", ".join(s.samplers)) + f" ({s.num_steps} steps, batch {s.batch}, ≤ {s.iterations} "
-        f"iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}) ≥ {s.kappa_d}); inverted ASR: samples "
+        f"iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}) ≥ {s.kappa_d}"
+        + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise + r (held-out; – when no hit "
+           "was checked)" if s.confirm_batch else "") + "); inverted ASR: samples "
         "from ε + r judged against the model's real target; cos: the inverted trigger's cosine to the real one (model "
         "space). Elijah: random forest on (uniformity, total variation), "
         "leave-one-out over these models.\n",
-        markdown_table(["model", "attack", "BBTI: backdoored", "MSCR", "sampler", "inverted ASR", "Elijah: backdoored",
+        markdown_table(["model", "attack", "BBTI: backdoored", "MSCR / held-out", "sampler", "inverted ASR", "Elijah: backdoored",
                         "uniformity / TV", "cos(r, real) / cos(τ, real)"], rows1),
         f"\nDetection ACC: BBTI {acc_b:.2f}, Elijah {acc_e:.2f} ({len(det)} models).\n"]
   t3 = [[d["model"], f"{d['mscr']:.2f}", pct(d.get("inverted_asr")), f"{d['bbti_similarity_only']['mscr']:.2f}",

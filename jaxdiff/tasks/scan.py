@@ -64,7 +64,7 @@ def run_scan(config, workdir):
     trig = np.asarray(out["samples"])[:s.evidence_samples]
     result["samplers"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"],
                                    "iterations": len(out["history"]), "init_offset": out["init_offset"],
-                                   "history": out["history"]}
+                                   "confirm_mscr": out["confirm_mscr"], "history": out["history"]}
     sheet_rows += [np.concatenate([r_px[None], clean[:s.evidence_samples - 1]]),
                    np.concatenate([r_px[None], trig[:s.evidence_samples - 1]])]
     if best is None or out["mscr"] > best[1]["mscr"]:

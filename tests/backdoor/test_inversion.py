@@ -122,6 +122,25 @@ def test_bbti_offset_start_finds_a_global_shift_trigger_that_adam_from_zero_miss
   assert not clean["backdoored"] and clean["init_offset"] in inv.INIT_OFFSETS
 
 
+def test_bbti_hit_on_its_own_noise_batch_counts_only_when_fresh_noise_confirms_it():
+  """A sampler without any backdoor (x_T itself, 2-D): a 4-sample noise batch of which two happen to be alike is
+  an MSCR hit (≥ 0.5) for Alg. 1's rule, but 64 fresh draws + r are not; a real backdoor is confirmed at once."""
+  run = lambda key, sample_fn, shape, batch, confirm: inv.bbti_invert(
+      None, shape, key, sample_fn=sample_fn, encode_fn=lambda p, x: x.reshape(x.shape[0], -1), iterations=1,
+      batch=batch, lr=1e-12, use_entropy=False, confirm_batch=confirm)
+  identity = lambda params, x_t, key: x_t
+  key = next(k for k in map(jax.random.key, range(200)) if run(k, identity, (1, 1, 2), 4, 0)["backdoored"])
+  published = run(key, identity, (1, 1, 2), 4, 0)
+  assert published["history"][0]["mscr"] >= 0.5 and published["confirm_mscr"] is None
+  held_out = run(key, identity, (1, 1, 2), 4, 64)
+  assert not held_out["backdoored"] and held_out["history"][0]["mscr"] >= 0.5
+  assert held_out["confirm_mscr"] == held_out["history"][0]["confirm_mscr"] < 0.5
+  encode_fn = lambda p, x: (x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)).reshape(x.shape[0], -1)
+  real = inv.bbti_invert(None, (8, 8, 1), jax.random.key(2), sample_fn=_gated_sampler(True), encode_fn=encode_fn,
+                         iterations=5, batch=16, init="offsets", confirm_batch=64)
+  assert real["backdoored"] and len(real["history"]) == 1 and real["confirm_mscr"] >= 0.5
+
+
 def test_elijah_compiles_once_per_architecture():
   eps_fn = lambda p, x, t: p * x  # one function object, as tasks.defence.eps_apply(model) gives per architecture
   tau1, _ = inv.elijah_invert(jnp.float32(0.5), (4, 4, 1), jax.random.key(0), eps_fn=eps_fn, t_last=9, iterations=3,
