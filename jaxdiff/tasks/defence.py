@@ -103,6 +103,12 @@ def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None):
   return out
 
 
+def verdict_rank(out):
+  """How a sampler's BBTI result ranks for the scan's verdict: a confirmed hit before any unconfirmed MSCR (with
+  ``scan.confirm_batch`` a clean sampler can end at a higher MSCR on its own batch than a confirmed one), then MSCR."""
+  return (bool(out["backdoored"]), out["mscr"])
+
+
 def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler):
   """The inverted trigger's effect: the MSCR of ``s.batch`` samples from ε + r (the share in one cluster)."""
   fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))

@@ -68,7 +68,7 @@ def detect(config, name, spec, model, params, meta, judge, shape, encode):
                             "confirm_mscr": out["confirm_mscr"]}  # on fresh noise (scan.confirm_batch)
     if backdoor is not None:  # Table 1: the inverted trigger's ASR against the real target
       rec["bbti"][sampler]["asr"] = judge.asr(backdoor, np.asarray(out["samples"]))
-    if best is None or out["mscr"] > best[1]["mscr"]:
+    if best is None or defence.verdict_rank(out) > defence.verdict_rank(best[1]):
       best = (sampler, out)
   sampler, out = best
   rec.update(bbti_backdoored=any(v["backdoored"] for v in rec["bbti"].values()), mscr=out["mscr"],

@@ -67,7 +67,7 @@ def run_scan(config, workdir):
                                    "confirm_mscr": out["confirm_mscr"], "history": out["history"]}
     sheet_rows += [np.concatenate([r_px[None], clean[:s.evidence_samples - 1]]),
                    np.concatenate([r_px[None], trig[:s.evidence_samples - 1]])]
-    if best is None or out["mscr"] > best[1]["mscr"]:
+    if best is None or defence.verdict_rank(out) > defence.verdict_rank(best[1]):
       best = (sampler, out)
   if s.elijah:
     tau, scores, samples = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), s.samplers[0])

@@ -38,3 +38,10 @@ def test_pixel_encoder_counts_a_cluster_of_constant_images():
   y = jnp.concatenate([jnp.repeat(varied[:1], 9, 0) + 0.01 * jax.random.normal(jax.random.key(2), (9, 8, 8, 1)),
                        varied[1:]])
   assert inversion.mscr(_pixel_encoder()(y), 0.9) == 9 / 14
+
+
+def test_a_confirmed_hit_outranks_a_higher_unconfirmed_mscr():
+  verdict_rank = defence.verdict_rank
+  confirmed, unconfirmed = {"backdoored": True, "mscr": 0.6}, {"backdoored": False, "mscr": 0.8}
+  assert max([unconfirmed, confirmed], key=verdict_rank) is confirmed
+  assert max([{"backdoored": False, "mscr": 0.3}, unconfirmed], key=verdict_rank) is unconfirmed
