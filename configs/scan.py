@@ -28,6 +28,7 @@ def get_config():
   default.add_scan(c, model="assets:digits/ddpm", encoder_path="assets:digits/cnn")
   # pixels + DDPM: right on the shipped clean DDPM (MSCR 0.12) and on an unseen BadDiffusion model (0.69); the
   # digits CNN's features collapse on noise-like samples (false positive), and DDIM finds a natural bright-blob
-  # "trigger" in the clean model. A model meant for DDIM (VillanDiffusion/TrojDiff): --config.scan.samplers='("ddim",)'.
+  # "trigger" in the clean model. A model meant for DDIM (VillanDiffusion): --config.scan.samplers='("ddim",)'; a
+  # TrojDiff model: --config.scan.trojan_gammas='(0.6,)' adds TrojDiff's backdoor sampling (x_T = γε + r).
   c.scan.update(batch=16, num_steps=20, encoder="pixels", samplers=("ddpm",))
   return c

@@ -1,7 +1,7 @@
 """Trigger inversion and backdoor detection for diffusion models obtained from elsewhere (DESIGN §6).
 
 - BBTI (Diff-Cleanse Alg. 1): optimise a trigger r (model space, image-shaped) so that backdoor sampling from
-  X_T = ε + r yields samples that an image encoder maps to one point (ℓ_s = 1 − mean pairwise cosine
+  X_T = r + γε (the paper's unified form; γ = 1 but for TrojDiff) yields samples that an image encoder maps to one point (ℓ_s = 1 − mean pairwise cosine
   similarity) while their intensity entropy stays inside [κ−, κ+] (ℓ_e, a differentiable histogram entropy);
   the sampling chain is differentiated end to end (remat per step). A model is backdoored when the samples'
   MSCR reaches κ_d (Eq. 5).
@@ -64,14 +64,18 @@ def entropy_loss(entropy, kappa_plus=8.5, kappa_minus=0.1):
   return jnp.sum(jnp.maximum(entropy - kappa_plus, 0.0) + jnp.maximum(kappa_minus - entropy, 0.0))
 
 
-def mscr(z, kappa):
+def mscr(z, kappa, keep=None):
   """Eq. 5, the maximum similarity cluster ratio: the share of the N samples in the largest set whose pairwise
   cosine similarities all exceed ``kappa``. The set is grown greedily (exact maximum cliques are NP-hard):
-  from each sample, its neighbours are added in order of decreasing similarity when similar to every member."""
+  from each sample, its neighbours are added in order of decreasing similarity when similar to every member.
+  ``keep`` [N] bool: only those samples may join a set (the others still count in N)."""
   s = np.asarray(cosine_matrix(jnp.asarray(z)))
-  adj = s > kappa
+  keep = np.ones(len(s), bool) if keep is None else np.asarray(keep, bool)
+  if not keep.any():
+    return 0.0
+  adj = (s > kappa) & keep[:, None] & keep[None, :]
   best = 1
-  for i in range(len(s)):
+  for i in np.flatnonzero(keep):
     members = [i]
     for j in np.argsort(-s[i]):
       if j != i and adj[i, j] and all(adj[j, m] for m in members):
@@ -82,9 +86,9 @@ def mscr(z, kappa):
 
 def bbti_objective(r, noise, key, params, encoder_params=None, *, sample_fn, encode_fn, kappa_plus=8.5,
                    kappa_minus=0.1, use_entropy=True):
-  """(ℓ, aux) of BBTI for trigger r [H, W, C]: samples X = sample_fn(params, ε + r, key) (pixel [0, 1]),
+  """(ℓ, aux) of BBTI for trigger r [H, W, C]: backdoor samples X = sample_fn(params, ε, r, key) (pixel [0, 1]),
   ℓ = ℓ_s + λ ℓ_e with λ = ℓ_s/ℓ_e held constant in the gradient (both terms of similar magnitude)."""
-  x = sample_fn(params, noise + r, key)
+  x = sample_fn(params, noise, r, key)
   z = encode_fn(encoder_params, x)
   l_s = similarity_loss(z)
   entropy = soft_histogram_entropy(x)
@@ -100,10 +104,12 @@ INIT_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # model space; the images span [−1
 
 def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None, iterations=100, batch=100, lr=0.1,
                 kappa=0.9, kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
-                init="zeros", offsets=INIT_OFFSETS, confirm_batch=0, callback=None):
-  """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, x_T, key)`` → pixel samples (differentiable,
-  e.g. a remat'd few-step sampler); ``encode_fn(encoder_params, x)`` → embeddings [N, D] (the encoder's weights
-  are a jit argument, never a constant). Returns a dict: ``trigger`` r
+                init="zeros", offsets=INIT_OFFSETS, confirm_batch=0, min_entropy=0.0, callback=None):
+  """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, ε, r, key)`` → pixel samples of the backdoor
+  sampling from clean noise ε with trigger r (Alg. 1 lines 6–8; differentiable, e.g. a remat'd few-step sampler:
+  from x_T = ε + r for BadDiffusion / VillanDiffusion, from γε + r through TrojDiff's reverse process);
+  ``encode_fn(encoder_params, x)`` → embeddings [N, D] (the encoder's weights are a jit argument, never a
+  constant). Returns a dict: ``trigger`` r
   [H, W, C] (model space), ``backdoored`` (MSCR ≥ κ_d at some iteration, confirmed: below), ``mscr`` (the last),
   ``history`` (per iteration: loss, ℓ_s, ℓ_e, MSCR), ``samples`` (the last batch, pixel), ``init_offset`` (below),
   ``confirm_mscr`` (the last held-out check's MSCR; None when none ran). Adam on
@@ -114,8 +120,13 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
 
   ``confirm_batch`` > 0 (not in the paper): r is fitted to that one small noise batch and can make those samples
   alike without any backdoor (a clean digits model reached MSCR 0.5 on 16 samples, 0.23–0.34 on fresh ones), so a
-  hit counts only when ``confirm_batch`` samples from fresh noise + r also reach κ_d; their MSCR is the
-  iteration's ``confirm_mscr``, and an unconfirmed hit goes on optimising. 0: Alg. 1's rule."""
+  hit counts only when ``confirm_batch`` samples from fresh noise and r also reach κ_d; their MSCR is the
+  iteration's ``confirm_mscr``, and an unconfirmed hit goes on optimising. 0: Alg. 1's rule.
+
+  ``min_entropy`` > 0 (bits; not in the paper, whose ℓ_e keeps r away from blank samples but whose MSCR counts
+  them): samples whose 8-bit intensity entropy is below it join no cluster, so a sampling that saturates to blank
+  images (a clean digits model under TrojDiff's sampling from γε − 𝟙: all white) is no hit; the history's
+  ``blank`` is their share."""
   if init not in BBTI_INITS:
     raise ValueError(f"unknown trigger init {init!r}; use one of {BBTI_INITS}")
   k_noise, k_run = jax.random.split(key)
@@ -131,11 +142,13 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
     return optax.apply_updates(r, upd), state, loss, aux
 
   @jax.jit
-  def held_out_mscr_embeddings(r, params, encoder_params, k):  # samples of fresh noise + r (no gradient)
+  def held_out_mscr_embeddings(r, params, encoder_params, k):  # backdoor samples of fresh noise (no gradient)
     k_eps, k_sample = jax.random.split(k)
-    x_init = jax.random.normal(k_eps, (confirm_batch,) + tuple(shape), jnp.float32) + r
-    return encode_fn(encoder_params, sample_fn(params, x_init, k_sample))
+    noise = jax.random.normal(k_eps, (confirm_batch,) + tuple(shape), jnp.float32)
+    x = sample_fn(params, noise, r, k_sample)
+    return encode_fn(encoder_params, x), x
 
+  informative = lambda x: hard_histogram_entropy(x) >= min_entropy if min_entropy else None
   k_confirm = jax.random.fold_in(k_noise, 3)
   offset = None
   if init == "normal":
@@ -152,13 +165,16 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   history, detected, last, confirm = [], False, None, None
   for it in range(iterations):
     r_new, state, loss, aux = step(r, state, params, encoder_params, jax.random.fold_in(k_run, it))
-    m = mscr(aux["embeddings"], kappa)  # of the samples from the trigger before this update (Alg. 1 order)
+    keep = informative(aux["samples"])
+    m = mscr(aux["embeddings"], kappa, keep)  # of the samples from the trigger before this update (Alg. 1 order)
     history.append({"iteration": it, "loss": float(loss), "similarity_loss": float(aux["similarity_loss"]),
                     "entropy_loss": float(aux["entropy_loss"]), "mscr": m})
+    if min_entropy:
+      history[-1]["blank"] = float(1.0 - np.mean(keep))
     last = (r, aux["samples"], m)
     if m >= kappa_d and confirm_batch:
-      z = held_out_mscr_embeddings(r, params, encoder_params, jax.random.fold_in(k_confirm, it))
-      history[-1]["confirm_mscr"] = confirm = mscr(z, kappa)
+      z, x = held_out_mscr_embeddings(r, params, encoder_params, jax.random.fold_in(k_confirm, it))
+      history[-1]["confirm_mscr"] = confirm = mscr(z, kappa, informative(x))
     if callback is not None:
       callback(history[-1])
     if m >= kappa_d and history[-1].get("confirm_mscr", m) >= kappa_d:

@@ -601,7 +601,9 @@ def add_scan(c, *, model="", encoder_path=""):
       mode="bbti",                 # bbti: generative backdoor (Diff-Cleanse + Elijah) | entropy: a purifier's
       classifier=encoder_path,     #   DIFF2 backdoor (§5.7), judged with this classifier on config.data's test split
       **entropy_detector(ENTROPY_THRESHOLD_DIGITS),
-      samplers=("ddpm", "ddim"),   # inversion samplers: DDPM finds BadDiffusion-type, DDIM VillanDiffusion/TrojDiff
+      samplers=("ddpm", "ddim"),   # inversion samplers from ε + r: DDPM finds BadDiffusion-type, DDIM VillanDiffusion
+      trojan_gammas=(),            # each γ: every sampler again with TrojDiff's backdoor sampling (x_T = γε + r, its
+                                   #   reverse process; TrojDiff's γ: 0.6 blend, 0.1 patch): the paper's for TrojDiff
       num_steps=20,                # sampler steps from ε + r (differentiated through, remat per step)
       iterations=100, batch=100, lr=0.1,
       kappa=0.9,                   # MSCR similarity threshold (0.9 image targets; 0.75 for class targets)
@@ -609,6 +611,8 @@ def add_scan(c, *, model="", encoder_path=""):
       confirm_batch=64,            # ... and when fresh noise + r (this many samples) also reaches κ_d: r can fit
                                    #   the one noise batch it is optimised on (not in the paper; 0: Alg. 1's rule)
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
+      min_entropy=0.1,             # MSCR leaves out samples of lower intensity entropy (bits): blank images are no
+                                   #   target (not in the paper; a clean model under TrojDiff's sampling turns white)
       trigger_init="offsets",      # r at the start of BBTI: offsets (the best of r = c·1, c ∈ {−1, −0.5, 0, 0.5, 1}
                                    #   by the objective: finds BadDiffusion's −1 shift) | zeros | normal (Alg. 1 line 3)
       encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
@@ -643,10 +647,12 @@ REMOVAL_KEYS = ("remove_ratio", "prune_groups", "remove_loss", "taylor_threshold
 SCAN_RULES = [
     model_folder("scan.model", "diffusion model (a jaxdiff export or a diffusers folder)", when=task_is("scan")),
     each("scan.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
+    each("scan.trojan_gammas", lambda g: _is_num(g) and 0 < g < 1, "are TrojDiff noise scales γ in (0, 1)",
+         nonempty=False),
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
     integer("scan.confirm_batch", 0),
-    number("scan.kappa_plus", 0), number("scan.kappa_minus", 0),
+    number("scan.kappa_plus", 0), number("scan.kappa_minus", 0), number("scan.min_entropy", 0, 8),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
     one_of("scan.trigger_init", ("zeros", "normal", "offsets")),
     one_of("scan.mode", ("bbti", "entropy")),
@@ -682,7 +688,9 @@ def add_defend(c, *, zoo_workdir=""):
   c.defend = ml_collections.ConfigDict(dict(
       zoo_workdir=zoo_workdir,     # workdir of the zoo task that exported models/<name>/
       models=(),                   # names to defend; () = every entry of config.zoo.models
-      bbti_samplers="model",       # model: each model's zoo sampler (the paper's protocol) | scan: scan.samplers
+      bbti_samplers="model",       # model: each model's zoo sampler (the paper's protocol; TrojDiff models with
+                                   #   TrojDiff's sampling at their γ) | scan: scan.samplers × scan.trojan_gammas
+      class_kappa=0.75,            # κ of MSCR for models with class targets (In-/Out-D2D) under "model" (the paper)
       remove=True,                 # run the removals on backdoored models (Tables 2 and 4)
       remove_models=(),            # which backdoored models to repair; () = all of them
       ablations=True,              # BBTI without ℓ_e (Table 3) and Diff-Cleanse with loss_c (Table 4)
@@ -699,7 +707,7 @@ DEFEND_RULES = [
          when=task_is("defend_zoo")),
     Rule("defend.models", lambda v, c: isinstance(v, (tuple, list)) and all(n in c.zoo.models for n in v),
          "must list entries of config.zoo.models (or be empty for all of them)", when=task_is("defend_zoo")),
-    one_of("defend.bbti_samplers", ("model", "scan")),
+    one_of("defend.bbti_samplers", ("model", "scan")), number("defend.class_kappa", -1, 1),
     Rule("defend.remove_models", lambda v, c: isinstance(v, (tuple, list)) and all(n in c.zoo.models for n in v),
          "must list entries of config.zoo.models (or be empty for every backdoored one)", when=task_is("defend_zoo")),
     each("defend.ratios", lambda r: _is_num(r) and 0 <= r <= 0.5, "are ratios in [0, 0.5]",

@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxdiff import diffusion
 from jaxdiff.backdoor import anp, inversion, pruning
+from jaxdiff.backdoor import trojdiff as tj
 from jaxdiff.convert import load_clip_vision, load_model, resolve_path
 from jaxdiff.data import ArraySource, host_batches, make_source
 from jaxdiff.errors import ConfigError
@@ -72,32 +73,49 @@ def encoder(s, shape):
 
 
 @functools.lru_cache(maxsize=8)
-def sample_fn(model, schedule_name, num_timesteps, sampler, steps):
-  """``(params, x_T, key) -> samples`` (pixel [0, 1]), remat per step so BBTI can differentiate the chain."""
+def sample_fn(model, schedule_name, num_timesteps, sampler, steps, gamma=0.0):
+  """``(params, ε, r, key) -> samples`` (pixel [0, 1]) of the backdoor sampling with trigger r (model space) from
+  clean noise ε, remat per step so BBTI can differentiate the chain: ``gamma`` 0 — ``sampler`` from x_T = ε + r
+  (BadDiffusion / VillanDiffusion; r = 0: clean sampling); γ > 0 — TrojDiff's from x_T = γε + r through its
+  reverse process with μ = (1 − γ)δ = r (``trojdiff.trojan_sample``: ε' = γ ε_θ, step noise × γ), the
+  backdoor sampling Diff-Cleanse runs on TrojDiff models (its Eq. 14)."""
   schedule = diffusion.make_schedule(schedule_name, num_timesteps)
 
-  def fn(params, x_init, key):
-    x = diffusion.sample(eps_fn_of(model, params), schedule, key=key, sampler=sampler, num_steps=steps,
-                         x_init=x_init, remat=True)
+  def fn(params, noise, r, key):
+    eps = eps_fn_of(model, params)
+    if gamma:
+      x = tj.trojan_sample(eps, schedule, gamma * noise + r, key=key, trigger=r / (1.0 - gamma), gamma=gamma,
+                           sampler=sampler, num_steps=steps, remat=True)
+    else:
+      x = diffusion.sample(eps, schedule, key=key, sampler=sampler, num_steps=steps, x_init=noise + r, remat=True)
     return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
   return fn
 
 
 @functools.lru_cache(maxsize=16)
-def jitted_sample_fn(model, schedule_name, num_timesteps, sampler, steps):
+def jitted_sample_fn(model, schedule_name, num_timesteps, sampler, steps, gamma=0.0):
   """``sample_fn`` jitted once per architecture and sampler settings (the weights are its argument)."""
-  return jax.jit(sample_fn(model, schedule_name, num_timesteps, sampler, steps))
+  return jax.jit(sample_fn(model, schedule_name, num_timesteps, sampler, steps, gamma))
 
 
-def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None):
-  """``inversion.bbti_invert`` with the settings of scan block ``s`` for ``sampler``; ``d``: the diffusion dict."""
-  fn = sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
-  bar = progress(total=s.iterations, desc=f"BBTI ({sampler})", unit="it")
+def bbti_modes(s):
+  """The backdoor samplings BBTI tries for scan block ``s``: (name, sampler, γ) for each of ``s.samplers`` from
+  ε + r (γ 0; name: the sampler), then each sampler again with TrojDiff's sampling at each γ of
+  ``s.trojan_gammas`` (name "ddim+trojdiff0.6")."""
+  return ([(sp, sp, 0.0) for sp in s.samplers]
+          + [(f"{sp}+trojdiff{g:g}", sp, float(g)) for g in s.trojan_gammas for sp in s.samplers])
+
+
+def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gamma=0.0):
+  """``inversion.bbti_invert`` with the settings of scan block ``s`` for ``sampler`` (``gamma``: ``sample_fn``);
+  ``d``: the diffusion dict."""
+  fn = sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps), float(gamma))
+  bar = progress(total=s.iterations, desc=f"BBTI ({sampler}{f' TrojDiff γ {gamma:g}' if gamma else ''})", unit="it")
   out = inversion.bbti_invert(params, shape, key, sample_fn=fn, encode_fn=encode.fn, encoder_params=encode.params,
                               iterations=s.iterations,
                               batch=s.batch, lr=s.lr, kappa=s.kappa, kappa_d=s.kappa_d, kappa_plus=s.kappa_plus,
                               kappa_minus=s.kappa_minus, use_entropy=s.use_entropy if use_entropy is None else use_entropy,
-                              init=s.trigger_init, confirm_batch=int(s.confirm_batch),
+                              init=s.trigger_init, confirm_batch=int(s.confirm_batch), min_entropy=s.min_entropy,
                               callback=lambda h: bar.update(1))
   bar.close()
   return out
@@ -109,10 +127,11 @@ def verdict_rank(out):
   return (bool(out["backdoored"]), out["mscr"])
 
 
-def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler):
-  """The inverted trigger's effect: the MSCR of ``s.batch`` samples from ε + r (the share in one cluster)."""
-  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
-  x = fn(params, jax.random.normal(key, (s.batch,) + shape) + trigger, key)
+def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler, gamma=0.0):
+  """The inverted trigger's effect: the MSCR of ``s.batch`` backdoor samples with r (``sample_fn``; the share in
+  one cluster)."""
+  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps), float(gamma))
+  x = fn(params, jax.random.normal(key, (s.batch,) + shape), trigger, key)
   return inversion.mscr(jax.jit(encode.fn)(encode.params, x), s.kappa)
 
 
@@ -122,8 +141,7 @@ def elijah(s, model, params, d, shape, key, sampler):
                                         t_last=d["num_timesteps"] - 1, iterations=s.elijah_iterations,
                                         batch=s.batch, lam=s.elijah_lambda)
   fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
-  x_init = jax.random.normal(jax.random.fold_in(key, 1), (s.batch,) + shape) + tau
-  samples = np.asarray(fn(params, x_init, key))
+  samples = np.asarray(fn(params, jax.random.normal(jax.random.fold_in(key, 1), (s.batch,) + shape), tau, key))
   return tau, {**inversion.elijah_scores(samples), "loss": float(losses[-1]), "sampler": sampler}, samples
 
 

@@ -2,10 +2,11 @@
 
 Reads the models the zoo task exported to ``defend.zoo_workdir``/models/<name> (the same config: its ``zoo``
 block names them and their real triggers). Per model:
-- detection: BBTI with the sampler each model is meant for (its zoo ``sampler``: DDPM for BadDiffusion-type and
-  the clean models, DDIM for VillanDiffusion/TrojDiff — the paper's protocol), or with every sampler of
-  ``scan.samplers`` (``defend.bbti_samplers = "scan"``); backdoored when an MSCR reaches κ_d (and, with
-  ``scan.confirm_batch``, fresh noise + r does too); the inverted
+- detection: BBTI with the backdoor sampling each model is meant for (its zoo ``sampler``: DDPM for
+  BadDiffusion-type and the clean models, DDIM for VillanDiffusion/TrojDiff; TrojDiff models through TrojDiff's
+  sampling from γε + r — the paper's protocol), or with every sampling of the scan block (``scan.samplers`` ×
+  ``scan.trojan_gammas``; ``defend.bbti_samplers = "scan"``); backdoored when an MSCR reaches κ_d (and, with
+  ``scan.confirm_batch``, fresh noise with r does too); the inverted
   trigger's ASR against the model's real target (Table 1), BBTI without ℓ_e on backdoored models (Table 3);
   Elijah's τ and features (uniformity, total variation), judged by a random forest trained on the other
   models' features (leave-one-out; Elijah's detector in Diff-Cleanse's comparison); on backdoored models the
@@ -26,6 +27,7 @@ import os
 import time
 
 import jax
+import ml_collections
 import numpy as np
 
 from jaxdiff.backdoor import pruning
@@ -40,8 +42,12 @@ from jaxdiff.tasks import defence
 from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
 
-DETECT_KEYS = ("samplers", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d", "confirm_batch", "kappa_plus",
-               "kappa_minus", "use_entropy", "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
+DETECT_KEYS = ("samplers", "trojan_gammas", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d", "confirm_batch",
+               "min_entropy", "kappa_plus", "kappa_minus", "use_entropy", "trigger_init", "encoder", "encoder_path",
+               "elijah_iterations", "elijah_lambda")
+
+
+CLASS_TARGET_ATTACKS = ("trojdiff_in_d2d", "trojdiff_out_d2d")  # targets are a class of images, not one image
 
 
 def _load(config, name):
@@ -52,32 +58,48 @@ def _load(config, name):
   return load_model(path, kind="unet")
 
 
+def bbti_modes(config, spec):
+  """(name, sampler, γ) of the backdoor samplings BBTI runs on a zoo model: with ``defend.bbti_samplers = "model"``
+  the model's own (its zoo sampler from ε + r; a TrojDiff model's with TrojDiff's sampling at its γ, as Diff-Cleanse
+  samples TrojDiff models; D2D models with κ = ``defend.class_kappa``), else every one of the scan block's
+  (``defence.bbti_modes``)."""
+  if config.defend.bbti_samplers != "model":
+    return defence.bbti_modes(config.scan)
+  backdoor = backdoor_of(config, spec)
+  gamma = float(backdoor.gamma) if backdoor is not None and backdoor.trojan else 0.0
+  return [(f"{spec.sampler}+trojdiff{gamma:g}" if gamma else spec.sampler, spec.sampler, gamma)]
+
+
 def detect(config, name, spec, model, params, meta, judge, shape, encode):
-  """The detection record of one model (BBTI per sampler, its no-ℓ_e ablation, Elijah's features)."""
+  """The detection record of one model (BBTI per backdoor sampling, its no-ℓ_e ablation, Elijah's features)."""
   s = config.scan
+  if config.defend.bbti_samplers == "model" and spec.attack in CLASS_TARGET_ATTACKS:  # the paper's κ for D2D
+    s = ml_collections.ConfigDict({**s.to_dict(), "kappa": config.defend.class_kappa})
   d = meta.get("diffusion") or config.diffusion.to_dict()
   key = jax.random.key(config.seed + 101)
   backdoor = backdoor_of(config, spec)
   rec = {"model": name, "attack": spec.attack, "backdoored_truth": backdoor is not None, "bbti": {}}
   best = None
-  samplers = (spec.sampler,) if config.defend.bbti_samplers == "model" else tuple(s.samplers)
-  for i, sampler in enumerate(samplers):
-    out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler)
-    rec["bbti"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "iterations": len(out["history"]),
-                            "init_offset": out["init_offset"],  # the start c of scan.trigger_init = offsets
-                            "confirm_mscr": out["confirm_mscr"]}  # on fresh noise (scan.confirm_batch)
+  modes = bbti_modes(config, spec)
+  for i, (mode, sampler, gamma) in enumerate(modes):
+    out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler, gamma=gamma)
+    rec["bbti"][mode] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "iterations": len(out["history"]),
+                         "sampler": sampler, "trojan_gamma": gamma,
+                         "init_offset": out["init_offset"],  # the start c of scan.trigger_init = offsets
+                         "confirm_mscr": out["confirm_mscr"]}  # on fresh noise (scan.confirm_batch)
     if backdoor is not None:  # Table 1: the inverted trigger's ASR against the real target
-      rec["bbti"][sampler]["asr"] = judge.asr(backdoor, np.asarray(out["samples"]))
+      rec["bbti"][mode]["asr"] = judge.asr(backdoor, np.asarray(out["samples"]))
     if best is None or defence.verdict_rank(out) > defence.verdict_rank(best[1]):
-      best = (sampler, out)
-  sampler, out = best
+      best = ((mode, sampler, gamma), out)
+  (mode, sampler, gamma), out = best
   rec.update(bbti_backdoored=any(v["backdoored"] for v in rec["bbti"].values()), mscr=out["mscr"],
-             bbti_sampler=sampler, inverted_asr=rec["bbti"][sampler].get("asr"))
+             bbti_sampler=mode, inverted_asr=rec["bbti"][mode].get("asr"))
   if backdoor is not None and config.defend.ablations:  # Table 3: ℓ_s alone
-    alone = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, 50), sampler, use_entropy=False)
+    alone = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, 50), sampler, use_entropy=False,
+                         gamma=gamma)
     rec["bbti_similarity_only"] = {"backdoored": alone["backdoored"], "mscr": alone["mscr"],
                                    "asr": judge.asr(backdoor, np.asarray(alone["samples"]))}
-  tau, scores, _ = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), samplers[0])
+  tau, scores, _ = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), modes[0][1])
   rec["elijah"] = scores
   return rec, np.asarray(out["trigger"]), np.asarray(tau)
 
@@ -149,6 +171,7 @@ def run_defend_zoo(config, workdir):
       defence.prune_streams(config.scan, model)  # before this model's inversion, not after
     cache = os.path.join(workdir, "models", name, "defend.json")
     fp = canonical({"model": meta.get("fingerprint"), "detect": {k: config.scan[k] for k in DETECT_KEYS},
+                    "bbti_modes": bbti_modes(config, spec),
                     "removal": {k: config.scan[k] for k in REMOVAL_KEYS},
                     "defend": config.defend.to_dict() | {"models": None}, "seed": config.seed,
                     "encoder": encode.name, "unlearn_target": pruning.UNLEARN_TARGET})
@@ -205,12 +228,16 @@ def report_markdown(config, r):
   acc_b = _acc([(d["bbti_backdoored"], d["backdoored_truth"]) for d in det])
   acc_e = _acc([(d.get("elijah_backdoored"), d["backdoored_truth"]) for d in det])
   md = ["# Defences on the zoo\n",
-        "Detection (Table 1): BBTI with " + ("each model's own sampler" if config.defend.bbti_samplers == "model"
-                                             else ", ".join(s.samplers)) + f" ({s.num_steps} steps, batch {s.batch}, ≤ {s.iterations} "
-        f"iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}) ≥ {s.kappa_d}"
-        + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise + r (held-out; – when no hit "
-           "was checked)" if s.confirm_batch else "") + "); inverted ASR: samples "
-        "from ε + r judged against the model's real target; cos: the inverted trigger's cosine to the real one (model "
+        "Detection (Table 1): BBTI with " + ("each model's own sampler (TrojDiff models: TrojDiff's backdoor "
+                                             "sampling from γε + r at the model's γ)"
+                                             if config.defend.bbti_samplers == "model"
+                                             else ", ".join(m for m, _, _ in defence.bbti_modes(s))) + f" ({s.num_steps} steps, batch {s.batch}, ≤ {s.iterations} "
+        f"iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}"
+        + (f"; {config.defend.class_kappa:g} for In-/Out-D2D" if config.defend.bbti_samplers == "model" else "")
+        + f") ≥ {s.kappa_d}"
+        + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise with r (held-out; – when no hit "
+           "was checked)" if s.confirm_batch else "") + "); inverted ASR: the backdoor samples "
+        "with r judged against the model's real target; cos: the inverted trigger's cosine to the real one (model "
         "space). Elijah: random forest on (uniformity, total variation), "
         "leave-one-out over these models.\n",
         markdown_table(["model", "attack", "BBTI: backdoored", "MSCR / held-out", "sampler", "inverted ASR", "Elijah: backdoored",

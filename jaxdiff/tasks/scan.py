@@ -3,11 +3,12 @@
 
 Loads ``config.scan.model`` (a jaxdiff export or a diffusers folder; safetensors only), inverts a trigger
 with BBTI for each sampler of ``scan.samplers`` (DDPM finds BadDiffusion-type backdoors, DDIM the
-VillanDiffusion/TrojDiff ones), and calls the model backdoored when the MSCR of the samples from ε + r reaches
-κ_d for any of them. Elijah's inverted trigger τ and its scores are reported beside (no verdict: Elijah's
+VillanDiffusion ones) from ε + r, and again with TrojDiff's backdoor sampling (from γε + r through its reverse
+process) at each γ of ``scan.trojan_gammas``, and calls the model backdoored when the MSCR of the backdoor
+samples reaches κ_d for any of them. Elijah's inverted trigger τ and its scores are reported beside (no verdict: Elijah's
 detector is a classifier trained on other models). Writes WORKDIR/scan.json (pinned: backdoored, mscr,
-elijah, trigger_png), scan.md and the evidence sheet evidence.png (per sampler: the inverted trigger, samples
-from clean noise, samples from ε + r; then Elijah's τ and its samples).
+elijah, trigger_png), scan.md and the evidence sheet evidence.png (per sampling: the inverted trigger, samples
+from clean noise, the backdoor samples with r; then Elijah's τ and its samples).
 """
 from __future__ import annotations
 
@@ -56,29 +57,31 @@ def run_scan(config, workdir):
   key = jax.random.key(config.seed)
   result = {"model": s.model, "encoder": encode.name, "samplers": {}}
   sheet_rows, best = [], None
-  for i, sampler in enumerate(s.samplers):
-    out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler)
+  for i, (name, sampler, gamma) in enumerate(defence.bbti_modes(s)):
+    out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler, gamma=gamma)
     fn = defence.jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
-    clean = np.asarray(fn(params, jax.random.normal(jax.random.fold_in(key, 100 + i), (s.evidence_samples,) + shape), key))
+    noise = jax.random.normal(jax.random.fold_in(key, 100 + i), (s.evidence_samples,) + shape)
+    clean = np.asarray(fn(params, noise, np.zeros(shape, np.float32), key))
     r_px = np.clip((np.asarray(out["trigger"]) + 1) / 2, 0, 1)
     trig = np.asarray(out["samples"])[:s.evidence_samples]
-    result["samplers"][sampler] = {"backdoored": out["backdoored"], "mscr": out["mscr"],
-                                   "iterations": len(out["history"]), "init_offset": out["init_offset"],
-                                   "confirm_mscr": out["confirm_mscr"], "history": out["history"]}
+    result["samplers"][name] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "sampler": sampler,
+                                "trojan_gamma": gamma, "iterations": len(out["history"]),
+                                "init_offset": out["init_offset"], "confirm_mscr": out["confirm_mscr"],
+                                "history": out["history"]}
     sheet_rows += [np.concatenate([r_px[None], clean[:s.evidence_samples - 1]]),
                    np.concatenate([r_px[None], trig[:s.evidence_samples - 1]])]
     if best is None or defence.verdict_rank(out) > defence.verdict_rank(best[1]):
-      best = (sampler, out)
+      best = ((name, sampler, gamma), out)
   if s.elijah:
     tau, scores, samples = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), s.samplers[0])
     result["elijah"] = scores
     sheet_rows.append(np.concatenate([np.clip((np.asarray(tau) + 1) / 2, 0, 1)[None], samples[:s.evidence_samples - 1]]))
-  sampler, out = best
+  (name, sampler, gamma), out = best
   result.update(backdoored=any(v["backdoored"] for v in result["samplers"].values()), mscr=out["mscr"],
-                mscr_sampler=sampler, trigger_png="trigger.png", evidence_png="evidence.png")
+                mscr_sampler=name, trigger_png="trigger.png", evidence_png="evidence.png")
   if s.remove:
     result["removal"] = remove(config, workdir, model, params, meta, d, shape, encode, out["trigger"], sampler,
-                               reference, jax.random.fold_in(key, 300))
+                               reference, jax.random.fold_in(key, 300), gamma)
   result["seconds"] = round(time.time() - t0, 1)
   scale = max(1, 64 // shape[0])
   save_grid(np.clip((np.asarray(out["trigger"])[None] + 1) / 2, 0, 1), os.path.join(workdir, "trigger.png"), scale=scale)
@@ -140,12 +143,13 @@ def entropy_scan(config, workdir, model, params, d, shape, t0):
   return result
 
 
-def remove(config, workdir, model, params, meta, d, shape, encode, trigger, sampler, source, key):
+def remove(config, workdir, model, params, meta, d, shape, encode, trigger, sampler, source, key, gamma=0.0):
   """Diff-Cleanse stage 2 on the scanned model with its inverted trigger r: Taylor scores, pruning of
   ``scan.remove_ratio`` of each layer's channels, the repair fine-tune; the repaired model is exported to
   WORKDIR/repaired. Returns the pinned ``removal`` record: ``asr_before``/``asr_after`` are the inverted
-  trigger's effect (the share of samples from ε + r in one cluster, MSCR), FIDs of clean samples before/after
-  against ``source`` (the model's data)."""
+  trigger's effect (the share of its backdoor samples — ``sampler`` with TrojDiff's ``gamma`` where it was found
+  so — in one cluster, MSCR), FIDs of clean samples before/after against ``source`` (the model's data). The
+  Taylor scores and the unlearn loss read r in BadDiffusion's form (x_t + ρ_t r) whatever the sampling."""
   s = config.scan
   images = defence.clean_images(config, model, params, d, shape, jax.random.fold_in(key, 0))
   scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1))
@@ -157,7 +161,8 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
       loss=s.remove_loss, trigger=trigger, workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
       desc="repair fine-tune")
   k_eval = jax.random.fold_in(key, 2)
-  share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler)
+  share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler,
+                                                   gamma)
   features, _ = fid_feature_fn("classifier", s.fid_classifier, "", "config.scan")
   reference = features(source.get(np.arange(len(source)))[0])
   fids = []
@@ -175,15 +180,22 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
 
 def scan_markdown(config, r):
   s = config.scan
-  rows = [[k, "yes" if v["backdoored"] else "no", f"{v['mscr']:.2f}", v["iterations"],
+  rows = [[k, "yes" if v["backdoored"] else "no", f"{v['mscr']:.2f}",
+           "–" if v.get("confirm_mscr") is None else f"{v['confirm_mscr']:.2f}", v["iterations"],
            "–" if v.get("init_offset") is None else f"{v['init_offset']:+.1f}"] for k, v in r["samplers"].items()]
   start = {"zeros": "r = 0", "normal": "r ~ N(0, 1)"}.get(s.trigger_init, "the best constant image r = c·1 (column c)")
   md = [f"# Scan of {r['model']}: {'BACKDOORED' if r['backdoored'] else 'no backdoor found'}\n",
         f"BBTI (Diff-Cleanse): trigger r optimised {s.iterations} iterations at most from {start} "
         f"(batch {s.batch}, Adam {s.lr}, "
-        f"{s.num_steps}-step sampling from ε + r), encoder: {r['encoder']}; backdoored when the MSCR (κ = "
-        f"{s.kappa}) reaches κ_d = {s.kappa_d}.\n",
-        markdown_table(["sampler", "backdoored", "MSCR", "iterations", "c"], rows)]
+        f"{s.num_steps}-step sampling from ε + r"
+        + (f", and TrojDiff's from γε + r, γ ∈ {{{', '.join(f'{g:g}' for g in s.trojan_gammas)}}}" if s.trojan_gammas
+           else "")
+        + f"), encoder: {r['encoder']}; backdoored when the MSCR (κ = {s.kappa}"
+        + (f"; samples of intensity entropy < {s.min_entropy:g} bits join no cluster" if s.min_entropy else "")
+        + f") reaches κ_d = {s.kappa_d}"
+        + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise" if s.confirm_batch else "")
+        + ".\n",
+        markdown_table(["sampling", "backdoored", "MSCR", "held-out MSCR", "iterations", "c"], rows)]
   if "elijah" in r:
     e = r["elijah"]
     md.append(f"\nElijah: uniformity {e['uniformity']:.4f}, total variation {e['total_variation']:.4f} (samples from "
@@ -196,7 +208,7 @@ def scan_markdown(config, r):
               f"{s.finetune_samples} {s.finetune_data} images. Samples from ε + r in one cluster: "
               f"{m['asr_before']:.0%} → {m['asr_after']:.0%}; FID of clean samples {m['fid_before']:.2f} → "
               f"{m['fid_after']:.2f}. Repaired model: repaired/.\n")
-  md.append("\nEvidence (evidence.png): per sampler a row of clean samples and a row of samples from ε + r, each "
+  md.append("\nEvidence (evidence.png): per sampling a row of clean samples and a row of backdoor samples with r, each "
             "led by the inverted trigger; then Elijah's τ and its samples.\n")
   md.append(f"\nWall time {r['seconds']:g} s.\n")
   return "\n".join(md)

@@ -41,7 +41,7 @@ def test_mscr_is_the_largest_mutually_similar_set():
 
 def test_bbti_updates_the_trigger_and_lowers_the_loss():
   w = jax.random.normal(jax.random.key(0), (16, 8))
-  sample_fn = lambda params, x_t, key: jax.nn.sigmoid(params * x_t)  # a differentiable stand-in for sampling
+  sample_fn = lambda params, noise, r, key: jax.nn.sigmoid(params * (noise + r))  # a differentiable stand-in
   encode_fn = lambda p, x: jnp.tanh(x.reshape(x.shape[0], -1) @ p)
   out = inv.bbti_invert(jnp.float32(1.0), (4, 4, 1), jax.random.key(1), sample_fn=sample_fn, encode_fn=encode_fn,
                         encoder_params=w, iterations=40, batch=32, lr=0.1, stop_when_detected=False)
@@ -85,7 +85,7 @@ def test_elijah_inverts_the_trigger_of_an_exactly_backdoored_model():
 
 
 def test_bbti_trigger_starts_at_zero_or_at_a_normal_draw():
-  sample_fn = lambda params, x_t, key: jax.nn.sigmoid(x_t)
+  sample_fn = lambda params, noise, r, key: jax.nn.sigmoid(noise + r)
   encode_fn = lambda p, x: x.reshape(x.shape[0], -1)
   run = lambda init: inv.bbti_invert(None, (8, 8, 1), jax.random.key(1), sample_fn=sample_fn, encode_fn=encode_fn,
                                      iterations=1, batch=4, init=init, stop_when_detected=False)["trigger"]
@@ -102,7 +102,8 @@ def _gated_sampler(backdoored):
   does not see the backdoor."""
   target = jnp.linspace(0.0, 1.0, 64).reshape(8, 8, 1)
 
-  def sample_fn(params, x_t, key):
+  def sample_fn(params, noise, r, key):
+    x_t = noise + r
     gate = jnp.exp(-((jnp.mean(x_t, axis=(1, 2, 3)) + 1.0) ** 2) / 0.1)[:, None, None, None] * backdoored
     return gate * target + (1 - gate) * jax.nn.sigmoid(3 * x_t)
   return sample_fn
@@ -128,7 +129,7 @@ def test_bbti_hit_on_its_own_noise_batch_counts_only_when_fresh_noise_confirms_i
   run = lambda key, sample_fn, shape, batch, confirm: inv.bbti_invert(
       None, shape, key, sample_fn=sample_fn, encode_fn=lambda p, x: x.reshape(x.shape[0], -1), iterations=1,
       batch=batch, lr=1e-12, use_entropy=False, confirm_batch=confirm)
-  identity = lambda params, x_t, key: x_t
+  identity = lambda params, noise, r, key: noise + r
   key = next(k for k in map(jax.random.key, range(200)) if run(k, identity, (1, 1, 2), 4, 0)["backdoored"])
   published = run(key, identity, (1, 1, 2), 4, 0)
   assert published["history"][0]["mscr"] >= 0.5 and published["confirm_mscr"] is None
@@ -149,3 +150,21 @@ def test_elijah_compiles_once_per_architecture():
   tau2, _ = inv.elijah_invert(jnp.float32(2.0), (4, 4, 1), jax.random.key(0), eps_fn=eps_fn, t_last=9, iterations=3,
                               batch=4)
   assert inv._elijah_jit._cache_size() == size and not np.allclose(tau1, tau2)
+
+
+def test_blank_samples_join_no_cluster_when_min_entropy_is_set():
+  """A sampler that saturates to white from x_T near −1 (as a clean digits model does under TrojDiff's sampling
+  from γε − 𝟙) is a hit for Alg. 1's MSCR, none with ``min_entropy``; a real (varied) target still is."""
+  z = jnp.concatenate([jnp.ones((6, 4)), jax.random.normal(jax.random.key(0), (2, 4))])
+  assert inv.mscr(z, 0.9) == 6 / 8 and inv.mscr(z, 0.9, keep=np.arange(8) >= 6) == 1 / 8
+  assert inv.mscr(z, 0.9, keep=np.zeros(8, bool)) == 0.0
+  def white(params, noise, r, key):  # saturates: exactly 1 where x_T's mean is below −0.5
+    x_t = noise + r
+    return jnp.where(jnp.mean(x_t, axis=(1, 2, 3), keepdims=True) < -0.5, 1.0, jax.nn.sigmoid(3 * x_t))
+  encode_fn = lambda p, x: (x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)).reshape(x.shape[0], -1) + 1e-3
+  run = lambda sample_fn, h: inv.bbti_invert(None, (8, 8, 1), jax.random.key(2), sample_fn=sample_fn, encode_fn=encode_fn,
+                                             iterations=2, batch=16, init="offsets", offsets=(-1.0,), min_entropy=h)
+  assert run(white, 0.0)["backdoored"]
+  blank = run(white, 0.1)
+  assert not blank["backdoored"] and blank["history"][0]["blank"] > 0.9
+  assert run(_gated_sampler(True), 0.1)["backdoored"]  # the linspace target: 6 bits

@@ -45,3 +45,27 @@ def test_a_confirmed_hit_outranks_a_higher_unconfirmed_mscr():
   confirmed, unconfirmed = {"backdoored": True, "mscr": 0.6}, {"backdoored": False, "mscr": 0.8}
   assert max([unconfirmed, confirmed], key=verdict_rank) is confirmed
   assert max([{"backdoored": False, "mscr": 0.3}, unconfirmed], key=verdict_rank) is unconfirmed
+
+
+def test_trojdiff_backdoor_sampling_with_r_at_the_real_mu_is_the_zoo_trojan_sampling(tmp_path):
+  """BBTI's TrojDiff sampling (x_T = γε + r, r standing for μ = (1 − γ)δ) at the real trigger gives what the zoo's
+  TrojDiff sampling (generation: backdoor.start, then the trojan reverse with δ) gives for the same x_T; with γ 0
+  it is the plain sampler from ε + r, which differs."""
+  from conftest import tiny_exports
+  from jaxdiff.backdoor.generative import make_backdoor
+  from jaxdiff.convert import load_model
+  from jaxdiff.tasks import generation
+  model, v, _ = load_model(tiny_exports(tmp_path, 8, 1)[0], kind="unet")
+  bd = make_backdoor("trojdiff_d2i", 8, 1, target="shoe", trigger_size=14)
+  gamma, delta = float(bd.gamma), jnp.asarray(bd.trigger)
+  x_T = bd.start(jax.random.key(0), (3, 8, 8, 1))
+  noise = (x_T - (1 - gamma) * delta) / gamma
+  key = jax.random.key(1)
+  want = generation._sampler(model, "linear", 1000, "ddim", 3, gamma)(v["params"], x_T, key, delta)
+  got = defence.jitted_sample_fn(model, "linear", 1000, "ddim", 3, gamma)(v["params"], noise, (1 - gamma) * delta, key)
+  np.testing.assert_allclose(got, want, atol=1e-4)  # x_T → (ε, r) → x_T rounds in float32
+  plain = defence.jitted_sample_fn(model, "linear", 1000, "ddim", 3)(v["params"], noise, (1 - gamma) * delta, key)
+  assert float(jnp.abs(plain - want).max()) > 1e-2
+  s = ml_collections.ConfigDict({"samplers": ("ddpm", "ddim"), "trojan_gammas": (0.6, 0.1)})
+  assert [m for m, _, _ in defence.bbti_modes(s)] == ["ddpm", "ddim", "ddpm+trojdiff0.6", "ddim+trojdiff0.6",
+                                                      "ddpm+trojdiff0.1", "ddim+trojdiff0.1"]

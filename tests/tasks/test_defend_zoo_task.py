@@ -57,7 +57,8 @@ def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
     assert det["bd"]["trigger_cosine"][k] == pytest.approx(want, abs=1e-5)
   assert "trigger_cosine" not in det["clean_a"] and "cos(r, real)" in open(wd / "report.md").read()
   assert {n: d["bbti_sampler"] for n, d in det.items()} == {"clean_a": "ddpm", "clean_b": "ddpm", "bd": "ddpm",
-                                                            "d2i": "ddim"}  # each model's own sampler
+                                                            "d2i": "ddim+trojdiff0.6"}  # each model's own sampling
+  assert det["d2i"]["bbti"]["ddim+trojdiff0.6"]["trojan_gamma"] == 0.6 and det["bd"]["bbti"]["ddpm"]["trojan_gamma"] == 0
   runs = {(m["model"], m["method"], m["loss"], m["ratio"]) for m in saved["removal"]}
   want = [("diff_cleanse", "loss_p", 0.2), ("diff_cleanse", "loss_c", 0.2), ("diff_cleanse", "unlearn", 0.2),
           ("diff_pruning", "loss_p", 0.2), ("diff_cleanse", "loss_p", 0.3), ("diff_pruning", "loss_p", 0.3),
@@ -107,3 +108,26 @@ def test_target_mse_is_the_median_pixel_mse_to_an_image_target_and_none_for_a_cl
   image_target = types.SimpleNamespace(target=target)
   assert Judge.target_mse(image_target, images) == pytest.approx(0.2 ** 2, rel=1e-5)
   assert Judge.target_mse(types.SimpleNamespace(target=None), images) is None  # D2D: a class, no image
+
+
+@pytest.mark.xdist_group("tiny_zoo")
+def test_the_papers_protocol_samples_each_model_its_own_way(tiny_zoo, tmp_path, monkeypatch):
+  """defend.bbti_samplers = "model": BadDiffusion → DDPM from ε + r with κ 0.9; TrojDiff D2I → DDIM with TrojDiff's
+  sampling at γ 0.6; In-/Out-D2D → the same at their γ with κ = defend.class_kappa (the paper's 0.75)."""
+  from jaxdiff.tasks import defence
+  c = _tiny(tiny_zoo, tmp_path)
+  c.defend.update(models=("bd", "d2i", "in_d2d", "out_d2d"), remove=False, ablations=False)
+  calls = {}
+
+  def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gamma=0.0):
+    calls.setdefault(len(calls), (sampler, gamma, s.kappa))
+    return {"backdoored": False, "mscr": 0.1, "history": [{}], "init_offset": 0.0, "confirm_mscr": None,
+            "samples": np.zeros((4,) + shape, np.float32), "trigger": np.zeros(shape, np.float32)}
+  monkeypatch.setattr(defence, "bbti", bbti)
+  monkeypatch.setattr(defence, "elijah", lambda s, m, p, d, shape, key, sampler: (
+      np.zeros(shape, np.float32), {"uniformity": 0.1, "total_variation": 0.1, "loss": 0.0, "sampler": sampler}, None))
+  r = run_defend_zoo(c, str(tmp_path / "wd"))
+  assert [d["model"] for d in r["detection"]] == ["bd", "d2i", "in_d2d", "out_d2d"]
+  assert list(calls.values()) == [("ddpm", 0.0, 0.9), ("ddim", 0.6, 0.9), ("ddim", 0.6, 0.75), ("ddim", 0.1, 0.75)]
+  assert [d["bbti_sampler"] for d in r["detection"]] == ["ddpm", "ddim+trojdiff0.6", "ddim+trojdiff0.6",
+                                                         "ddim+trojdiff0.1"]

@@ -24,6 +24,7 @@ def _tiny(tmp_path):
 
 def test_scan_tiny_writes_the_verdict_and_the_evidence(tmp_path):
   c = _tiny(tmp_path)
+  c.scan.trojan_gammas = (0.6,)  # and TrojDiff's backdoor sampling
   wd = tmp_path / "wd"
   os.makedirs(wd)
   r = run_scan(c, str(wd))
@@ -31,7 +32,8 @@ def test_scan_tiny_writes_the_verdict_and_the_evidence(tmp_path):
   assert saved["backdoored"] == r["backdoored"] and isinstance(saved["backdoored"], bool)
   assert 0 < saved["mscr"] <= 1 and saved["trigger_png"] == "trigger.png"
   assert set(saved["elijah"]) >= {"uniformity", "total_variation", "loss"}
-  assert set(saved["samplers"]) == {"ddim"} and "removal" not in saved
+  assert set(saved["samplers"]) == {"ddim", "ddim+trojdiff0.6"} and "removal" not in saved
+  assert saved["samplers"]["ddim+trojdiff0.6"]["trojan_gamma"] == 0.6 and saved["samplers"]["ddim"]["trojan_gamma"] == 0
   assert saved["samplers"]["ddim"]["init_offset"] in (-1.0, -0.5, 0.0, 0.5, 1.0)  # the default start: offsets
   c0 = saved["samplers"]["ddim"]["init_offset"]
   assert "| iterations | c |" in open(wd / "scan.md").read() and f"| {c0:+.1f} |" in open(wd / "scan.md").read()
