@@ -1,8 +1,9 @@
 """Trigger inversion and backdoor detection for diffusion models obtained from elsewhere (DESIGN §6).
 
 - BBTI (Diff-Cleanse Alg. 1): optimise a trigger r (model space, image-shaped) so that backdoor sampling from
-  X_T = r + γε (the paper's unified form; γ = 1 but for TrojDiff) yields samples that an image encoder maps to one point (ℓ_s = 1 − mean pairwise cosine
-  similarity) while their intensity entropy stays inside [κ−, κ+] (ℓ_e, a differentiable histogram entropy);
+  X_T = r + γε (the paper's unified form; γ = 1 but for TrojDiff) yields samples that an image encoder maps to
+  one point (ℓ_s = 1 − mean pairwise cosine similarity) while their intensity entropy stays inside [κ−, κ+]
+  (ℓ_e, a differentiable histogram entropy);
   the sampling chain is differentiated end to end (remat per step). A model is backdoored when the samples'
   MSCR reaches κ_d (Eq. 5).
 - Elijah (An et al. 2024): invert τ by minimising ‖mean_i ε_θ(ε_i + τ, T) − λτ‖₁, then score samples from

@@ -42,9 +42,9 @@ from jaxdiff.tasks import defence
 from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
 
-DETECT_KEYS = ("samplers", "trojan_gammas", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d", "confirm_batch",
-               "min_entropy", "kappa_plus", "kappa_minus", "use_entropy", "trigger_init", "encoder", "encoder_path",
-               "elijah_iterations", "elijah_lambda")
+DETECT_KEYS = ("samplers", "trojan_gammas", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d",
+               "confirm_batch", "min_entropy", "kappa_plus", "kappa_minus", "use_entropy", "trigger_init", "encoder",
+               "encoder_path", "elijah_iterations", "elijah_lambda")
 
 
 CLASS_TARGET_ATTACKS = ("trojdiff_in_d2d", "trojdiff_out_d2d")  # targets are a class of images, not one image
@@ -231,8 +231,8 @@ def report_markdown(config, r):
         "Detection (Table 1): BBTI with " + ("each model's own sampler (TrojDiff models: TrojDiff's backdoor "
                                              "sampling from γε + r at the model's γ)"
                                              if config.defend.bbti_samplers == "model"
-                                             else ", ".join(m for m, _, _ in defence.bbti_modes(s))) + f" ({s.num_steps} steps, batch {s.batch}, ≤ {s.iterations} "
-        f"iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}"
+                                             else ", ".join(m for m, _, _ in defence.bbti_modes(s)))
+        + f" ({s.num_steps} steps, batch {s.batch}, ≤ {s.iterations} iterations, encoder {r['encoder']}; backdoored when MSCR (κ {s.kappa}"
         + (f"; {config.defend.class_kappa:g} for In-/Out-D2D" if config.defend.bbti_samplers == "model" else "")
         + f") ≥ {s.kappa_d}"
         + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise with r (held-out; – when no hit "
