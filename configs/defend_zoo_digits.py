@@ -7,7 +7,8 @@ models, Diff-Cleanse / Diff-Pruning removal on the 8 backdoored ones. Needs the 
   # a subset: --config.defend.models='("clean_s0", "bd_box_corner")'
 
 BBTI as configs/scan.py (batch 16, 20 steps) with each model's own sampler and the pixel encoder (the digits
-CNN's features collapse on noise-like samples: a false positive on the clean DDPM); removal prunes ⌊3 %·C⌋ channels
+CNN's features collapse on noise-like samples: a false positive on the clean DDPM); TrojDiff models through
+TrojDiff's own sampling at their γ, In-/Out-D2D with κ 0.75 (defend.class_kappa); removal prunes ⌊3 %·C⌋ channels
 per layer (1 of each 64-channel layer, none of the 32-channel ones) and fine-tunes 300 steps (keeping the EMA of
 the iterates) on 512 samples the model generates itself (100-step DDPM: fine-tuning on 50-step DDIM samples
 doubled every repaired model's FID).
