@@ -98,12 +98,17 @@ def jitted_sample_fn(model, schedule_name, num_timesteps, sampler, steps, gamma=
   return jax.jit(sample_fn(model, schedule_name, num_timesteps, sampler, steps, gamma))
 
 
+def bbti_mode(sampler, gamma=0.0):
+  """(name, sampler, γ) of one backdoor sampling: from ε + r (γ 0; name: the sampler) or TrojDiff's at γ
+  (name "ddim+trojdiff0.6")."""
+  gamma = float(gamma)
+  return (f"{sampler}+trojdiff{gamma:g}" if gamma else sampler, sampler, gamma)
+
+
 def bbti_modes(s):
-  """The backdoor samplings BBTI tries for scan block ``s``: (name, sampler, γ) for each of ``s.samplers`` from
-  ε + r (γ 0; name: the sampler), then each sampler again with TrojDiff's sampling at each γ of
-  ``s.trojan_gammas`` (name "ddim+trojdiff0.6")."""
-  return ([(sp, sp, 0.0) for sp in s.samplers]
-          + [(f"{sp}+trojdiff{g:g}", sp, float(g)) for g in s.trojan_gammas for sp in s.samplers])
+  """The backdoor samplings BBTI tries for scan block ``s``: each of ``s.samplers`` from ε + r, then each sampler
+  again with TrojDiff's sampling at each γ of ``s.trojan_gammas`` (``bbti_mode``)."""
+  return [bbti_mode(sp) for sp in s.samplers] + [bbti_mode(sp, g) for g in s.trojan_gammas for sp in s.samplers]
 
 
 def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gamma=0.0):
@@ -127,10 +132,9 @@ def verdict_rank(out):
   return (bool(out["backdoored"]), out["mscr"])
 
 
-def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler, gamma=0.0):
-  """The inverted trigger's effect: the MSCR of ``s.batch`` backdoor samples with r (``sample_fn``; the share in
-  one cluster)."""
-  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps), float(gamma))
+def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler):
+  """The inverted trigger's effect: the MSCR of ``s.batch`` samples from ε + r (the share in one cluster)."""
+  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
   x = fn(params, jax.random.normal(key, (s.batch,) + shape), trigger, key)
   return inversion.mscr(jax.jit(encode.fn)(encode.params, x), s.kappa)
 

@@ -67,7 +67,7 @@ def bbti_modes(config, spec):
     return defence.bbti_modes(config.scan)
   backdoor = backdoor_of(config, spec)
   gamma = float(backdoor.gamma) if backdoor is not None and backdoor.trojan else 0.0
-  return [(f"{spec.sampler}+trojdiff{gamma:g}" if gamma else spec.sampler, spec.sampler, gamma)]
+  return [defence.bbti_mode(spec.sampler, gamma)]
 
 
 def detect(config, name, spec, model, params, meta, judge, shape, encode):
@@ -108,7 +108,9 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
   """Removal records of one backdoored model: Diff-Cleanse and Diff-Pruning (loss_p) at ``scan.remove_ratio`` and
   at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``) and with
   the unlearn fine-tune on BBTI's trigger (``defend.unlearn``); Elijah's fine-tune with its τ
-  (``defend.elijah_removal``, nothing pruned)."""
+  (``defend.elijah_removal``, nothing pruned). The Taylor scores and unlearn read r in BadDiffusion's form
+  (x_t + ρ_t r), also for a TrojDiff model's r (μ of γε + μ): its rows measure that mismatch with the real trigger,
+  no TrojDiff-form repair is built."""
   s, z = config.scan, config.zoo
   d = meta.get("diffusion") or config.diffusion.to_dict()
   key = jax.random.key(config.seed + 303)

@@ -76,12 +76,12 @@ def run_scan(config, workdir):
     tau, scores, samples = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), s.samplers[0])
     result["elijah"] = scores
     sheet_rows.append(np.concatenate([np.clip((np.asarray(tau) + 1) / 2, 0, 1)[None], samples[:s.evidence_samples - 1]]))
-  (name, sampler, gamma), out = best
+  (name, sampler, _), out = best
   result.update(backdoored=any(v["backdoored"] for v in result["samplers"].values()), mscr=out["mscr"],
                 mscr_sampler=name, trigger_png="trigger.png", evidence_png="evidence.png")
   if s.remove:
     result["removal"] = remove(config, workdir, model, params, meta, d, shape, encode, out["trigger"], sampler,
-                               reference, jax.random.fold_in(key, 300), gamma)
+                               reference, jax.random.fold_in(key, 300))
   result["seconds"] = round(time.time() - t0, 1)
   scale = max(1, 64 // shape[0])
   save_grid(np.clip((np.asarray(out["trigger"])[None] + 1) / 2, 0, 1), os.path.join(workdir, "trigger.png"), scale=scale)
@@ -143,13 +143,13 @@ def entropy_scan(config, workdir, model, params, d, shape, t0):
   return result
 
 
-def remove(config, workdir, model, params, meta, d, shape, encode, trigger, sampler, source, key, gamma=0.0):
+def remove(config, workdir, model, params, meta, d, shape, encode, trigger, sampler, source, key):
   """Diff-Cleanse stage 2 on the scanned model with its inverted trigger r: Taylor scores, pruning of
   ``scan.remove_ratio`` of each layer's channels, the repair fine-tune; the repaired model is exported to
   WORKDIR/repaired. Returns the pinned ``removal`` record: ``asr_before``/``asr_after`` are the inverted
-  trigger's effect (the share of its backdoor samples — ``sampler`` with TrojDiff's ``gamma`` where it was found
-  so — in one cluster, MSCR), FIDs of clean samples before/after against ``source`` (the model's data). The
-  Taylor scores and the unlearn loss read r in BadDiffusion's form (x_t + ρ_t r) whatever the sampling."""
+  trigger's effect (the share of samples from ε + r in one cluster, MSCR), FIDs of clean samples before/after
+  against ``source`` (the model's data). The Taylor scores and the unlearn loss read r in BadDiffusion's form
+  (x_t + ρ_t r), so a TrojDiff trigger (``scan.trojan_gammas``) is refused with removal by the config rules."""
   s = config.scan
   images = defence.clean_images(config, model, params, d, shape, jax.random.fold_in(key, 0))
   scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1))
@@ -161,8 +161,7 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
       loss=s.remove_loss, trigger=trigger, workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
       desc="repair fine-tune")
   k_eval = jax.random.fold_in(key, 2)
-  share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler,
-                                                   gamma)
+  share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler)
   features, _ = fid_feature_fn("classifier", s.fid_classifier, "", "config.scan")
   reference = features(source.get(np.arange(len(source)))[0])
   fids = []

@@ -79,6 +79,14 @@ def test_scan_refuses_bad_inputs(tmp_path):
   with pytest.raises(ConfigError, match=r"config\.scan\.clip_weights is empty: it must name CLIP weights"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
+  c.scan.update(remove=True, trojan_gammas=(0.6,))  # the removal cannot read a TrojDiff trigger
+  with pytest.raises(ConfigError, match=r"config\.scan\.trojan_gammas = \(0\.6,\): must be empty with scan\.remove"):
+    run_scan(c, str(tmp_path / "wd"))
+  c = _tiny(tmp_path)
+  c.scan.trojan_gammas = (1.0,)
+  with pytest.raises(ConfigError, match=r"config\.scan\.trojan_gammas = \(1\.0,\): values are TrojDiff noise scales"):
+    run_scan(c, str(tmp_path / "wd"))
+  c = _tiny(tmp_path)
   c.scan.encoder = "dino"
   with pytest.raises(ConfigError, match=r"config\.scan\.encoder = 'dino': must be one of 'classifier', 'pixels', 'clip'"):
     run_scan(c, str(tmp_path / "wd"))
