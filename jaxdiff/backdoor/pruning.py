@@ -9,8 +9,10 @@ residual stream (torch-pruning's dependency groups, which the papers prune with)
 
 Taylor importance of group i (Diff-Cleanse Eq. 9, Molchanov et al. 2019): I(θ_i) = Σ_k |θ_ik Σ_{t≥𝒯} ∂L_t/∂θ_ik|,
 with L_t = ‖ε − ε_θ(x_t, t)‖² on clean inputs x_t = √ᾱ_t x + √(1−ᾱ_t) ε (I^c) and on inputs carrying the
-inverted trigger, x_t + ρ̂_t r with ρ̂_t linear from 2e-4 to 1 over the schedule (I^b). Diff-Cleanse prunes per
-layer the channels with the largest I^b − I^c; Diff-Pruning those with the smallest I^c.
+inverted trigger (I^b) in the form of the backdoor sampling that found it (``triggered_input``): x_t + ρ̂_t r with
+ρ̂_t linear from 2e-4 to 1 over the schedule (from ε + r; Diff-Cleanse's form), or TrojDiff's forward
+√ᾱ_t x + √(1−ᾱ_t)(γε + r) (from γε + r, r = μ). Diff-Cleanse prunes per layer the channels with the largest
+I^b − I^c; Diff-Pruning those with the smallest I^c.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import flax.traverse_util as tu
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxdiff.backdoor.trojdiff import trojdiff_terms
 
 COUPLED = {"conv1": ("time_emb_proj", "norm2")}  # ResnetBlock: conv1's channel c gets temb[c], then norm2[c]
 EXCLUDE = ("conv_out",)
@@ -74,18 +78,29 @@ def trigger_rho(num_timesteps):
   return np.linspace(2e-4, 1.0, num_timesteps)
 
 
-def accumulated_gradient(eps_apply, params, schedule, x0, noise, t_from, trigger=None, stride=1):
+def triggered_input(schedule, x0, t, noise, trigger, gamma=0.0):
+  """x_t [B, H, W, C] of clean x0 (model space) at integer steps t [B] with ``noise``, carrying the trigger r
+  [H, W, C] (model space) in the form of the backdoor sampling that inverted it: γ = 0 (sampling from ε + r) —
+  q(x_t | x0) + ρ̂_t r, Diff-Cleanse's stand-in for BadDiffusion's ρ_t (``trigger_rho``); γ > 0 (TrojDiff's
+  sampling from γε + r) — TrojDiff's forward with μ = r: √ᾱ_t x0 + √(1−ᾱ_t)(γε + r). Either way the network
+  that carries this backdoor predicts ``noise`` there."""
+  if gamma:
+    return trojdiff_terms(schedule, x0, trigger, gamma, t.astype(jnp.float32), noise)[0]
+  rho = jnp.asarray(trigger_rho(schedule.num_timesteps), jnp.float32)[t]
+  return schedule.q_sample(x0, t.astype(jnp.float32), noise) + rho.reshape((-1,) + (1,) * (x0.ndim - 1)) * trigger
+
+
+def accumulated_gradient(eps_apply, params, schedule, x0, noise, t_from, trigger=None, stride=1, gamma=0.0):
   """Σ_{t = t_from}^{T−1} ∇_θ L_t (Alg. 2 lines 3–11): L_t = mean ‖ε − ε_θ(x_t, t)‖² over the batch x0 [B, H, W, C]
-  (model space) with one noise draw ``noise`` for every t, x_t plus ρ̂_t·trigger when a trigger [H, W, C] is
-  given (``stride`` > 1: every stride-th t only). ``eps_apply(params, x, t)``. A ``lax.scan`` over t, one
-  gradient of batch B per step; jit it."""
-  rho = jnp.asarray(trigger_rho(schedule.num_timesteps), jnp.float32)
+  (model space) with one noise draw ``noise`` for every t; with a trigger [H, W, C], x_t carries it
+  (``triggered_input`` with ``gamma``). ``stride`` > 1: every stride-th t only. ``eps_apply(params, x, t)``.
+  A ``lax.scan`` over t, one gradient of batch B per step; jit it."""
 
   def loss_t(p, t):
-    tt = jnp.full((x0.shape[0],), t, jnp.float32)
-    x_t = schedule.q_sample(x0, tt, noise)
-    if trigger is not None:
-      x_t = x_t + rho[t] * trigger
+    ti = jnp.full((x0.shape[0],), t, jnp.int32)
+    tt = ti.astype(jnp.float32)
+    x_t = (schedule.q_sample(x0, tt, noise) if trigger is None
+           else triggered_input(schedule, x0, ti, noise, trigger, gamma))
     return jnp.mean((eps_apply(p, x_t, tt).astype(jnp.float32) - noise) ** 2)
 
   def body(acc, t):
@@ -130,18 +145,19 @@ def pruned_fraction(pruned):
   return cut / max(total, 1), float(worst)
 
 
-_accumulated_gradient = jax.jit(accumulated_gradient, static_argnames=("eps_apply", "t_from", "stride"))
+_accumulated_gradient = jax.jit(accumulated_gradient, static_argnames=("eps_apply", "t_from", "stride", "gamma"))
 
 
-def importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from, stride=1):
+def importance_scores(eps_apply, params, schedule, x0, key, trigger, t_from, stride=1, gamma=0.0):
   """({layer: I^c}, {layer: I^b}) Taylor importances on clean images x0 [B, H, W, C] (model space) and on the
-  same inputs carrying ``trigger`` [H, W, C]; ``eps_apply(params, x, t)``, the same function object for every
-  model of an architecture (it keys the one compilation); t from ``t_from`` to T − 1."""
+  same inputs carrying ``trigger`` [H, W, C] (``triggered_input`` with ``gamma``); ``eps_apply(params, x, t)``,
+  the same function object for every model of an architecture (it keys the one compilation); t from ``t_from``
+  to T − 1."""
   groups = channel_groups(params)
   noise = jax.random.normal(key, x0.shape, jnp.float32)
   r = jnp.asarray(trigger, jnp.float32)
   grad = functools.partial(_accumulated_gradient, eps_apply, params, schedule, x0, noise, t_from, stride=stride)
-  g_c, g_b = grad(jnp.zeros_like(r)), grad(r)
+  g_c, g_b = grad(jnp.zeros_like(r)), grad(r, gamma=float(gamma))  # γ 0, r = 0: clean x_t
   return taylor_importance(params, g_c, groups), taylor_importance(params, g_b, groups)
 
 
@@ -180,7 +196,7 @@ REPAIR_LOSSES = ("loss_p", "loss_c", "unlearn")
 UNLEARN_TARGET = "x0-preserving"  # unlearn's trigger target (repair_loss); runs of the earlier one never resume
 
 
-def repair_loss(schedule, loss="loss_p"):
+def repair_loss(schedule, loss="loss_p", gamma=0.0):
   """``loss_fn`` for ``make_train_step`` fine-tuning a pruned model θ' = params ⊙ ``frozen['mask']`` on clean x_t
   of ``batch['image']`` (pixel [0, 1]), θ = ``frozen['teacher']`` (the unpruned model):
 
@@ -193,6 +209,10 @@ def repair_loss(schedule, loss="loss_p"):
     read as noise and removed, so samples from ε + r come out as the clean model's (an earlier target,
     ε_θ(x'_t), kept the shift and turned them black). The teacher's clean behaviour is distilled beside it.
     No data term, so with nothing pruned and r = 0 the loss is 0 at θ.
+    With ``gamma`` > 0 (a trigger r = μ that TrojDiff's sampling from γε + r inverted) the trigger term is
+    ‖ε_θ'(x^b_t) − ε'‖² on TrojDiff's forward x^b_t = √ᾱ_t x + √(1−ᾱ_t)(γε' + r) of the clean batch x
+    (``triggered_input``): TrojDiff's own poisoning loss with the clean images as its targets, so TrojDiff's
+    reverse process from γε + r comes out as clean images (it is exact for the ε that loss is trained to).
   """
   if loss not in REPAIR_LOSSES:
     raise ValueError(f"unknown repair loss {loss!r}: one of {REPAIR_LOSSES}")
@@ -218,11 +238,15 @@ def repair_loss(schedule, loss="loss_p"):
     k_t2, k_n2 = jax.random.split(jax.random.fold_in(key, 1))
     ti = jax.random.randint(k_t2, x0.shape[:1], 0, schedule.num_timesteps)
     t2 = ti.astype(jnp.float32)
-    x2 = schedule.q_sample(x0, t2, jax.random.normal(k_n2, x0.shape, jnp.float32))
-    shifted = apply_fn({"params": p}, x2 + rho[ti][:, None, None, None] * frozen["trigger"], t2).astype(jnp.float32)
-    clean = apply_fn({"params": frozen["teacher"]}, x2, t2).astype(jnp.float32)
-    shift_as_noise = (rho[ti] / sigma[ti])[:, None, None, None] * frozen["trigger"]
-    target = jax.lax.stop_gradient(clean + shift_as_noise)
+    n2 = jax.random.normal(k_n2, x0.shape, jnp.float32)
+    shifted = apply_fn({"params": p}, triggered_input(schedule, x0, ti, n2, frozen["trigger"], gamma),
+                       t2).astype(jnp.float32)
+    if gamma:
+      target = n2
+    else:
+      clean = apply_fn({"params": frozen["teacher"]}, schedule.q_sample(x0, t2, n2), t2).astype(jnp.float32)
+      shift_as_noise = (rho[ti] / sigma[ti])[:, None, None, None] * frozen["trigger"]
+      target = jax.lax.stop_gradient(clean + shift_as_noise)
     metrics["loss_trigger"] = loss_trigger = jnp.mean((shifted - target) ** 2)
     return loss_ref + loss_trigger, (metrics, model_state)
   return loss_fn

@@ -649,10 +649,6 @@ SCAN_RULES = [
     each("scan.samplers", lambda s: s in SAMPLERS, f"are in {SAMPLERS}"),
     each("scan.trojan_gammas", lambda g: _is_num(g) and 0 < g < 1, "are TrojDiff noise scales γ in (0, 1)",
          nonempty=False),
-    Rule("scan.trojan_gammas", lambda v, c: not (c.scan.remove and len(v)),
-         "must be empty with scan.remove = True: the removal's Taylor scores and unlearn loss read the trigger in "
-         "BadDiffusion's form (x_t + ρ_t r), not TrojDiff's γ-scaled noise; scan without --config.scan.remove, or "
-         "without --config.scan.trojan_gammas", when=task_is("scan")),
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
     integer("scan.confirm_batch", 0),

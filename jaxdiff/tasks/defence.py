@@ -132,9 +132,10 @@ def verdict_rank(out):
   return (bool(out["backdoored"]), out["mscr"])
 
 
-def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler):
-  """The inverted trigger's effect: the MSCR of ``s.batch`` samples from ε + r (the share in one cluster)."""
-  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps))
+def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler, gamma=0.0):
+  """The inverted trigger's effect: the MSCR of ``s.batch`` backdoor samples with r (the share in one cluster;
+  from ε + r, or TrojDiff's from γε + r with ``gamma``: ``sample_fn``)."""
+  fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps), float(gamma))
   x = fn(params, jax.random.normal(key, (s.batch,) + shape), trigger, key)
   return inversion.mscr(jax.jit(encode.fn)(encode.params, x), s.kappa)
 
@@ -198,14 +199,15 @@ def clean_images(config, model, params, d, shape, key):
   return synthesize(model, params, d, shape, s.finetune_samples, key, s.synthetic_steps, s.synthetic_sampler)
 
 
-def taylor_scores(config, model, params, d, images, trigger, key):
+def taylor_scores(config, model, params, d, images, trigger, key, gamma=0.0):
   """({layer: I^c}, {layer: I^b}) on ``scan.taylor_batch`` of ``images`` (pixel) with t ≥ ⌊0.95 T⌋ (𝒯 = 950 of
-  1000, scaled to the schedule) and the trigger r (model space)."""
+  1000, scaled to the schedule) and the trigger r (model space) in the form of its sampling (``gamma``:
+  ``pruning.triggered_input``)."""
   s = config.scan
   schedule = diffusion.make_schedule(d["schedule"], d["num_timesteps"])
   t_from = int(round(s.taylor_threshold * d["num_timesteps"]))
   x0 = jnp.asarray(2.0 * images[:s.taylor_batch] - 1.0)
-  return pruning.importance_scores(_eps_params(model), params, schedule, x0, key, trigger, t_from)
+  return pruning.importance_scores(_eps_params(model), params, schedule, x0, key, trigger, t_from, gamma=gamma)
 
 
 @functools.lru_cache(maxsize=8)
@@ -244,11 +246,12 @@ def prune_streams(s, model):
 
 
 def repair(config, model, params, d, images, scores, *, method, ratio, loss, workdir, fingerprint, desc, tau=None,
-           trigger=None):
+           trigger=None, gamma=0.0):
   """(repaired params, pruned fraction, largest per-layer fraction): prune ``ratio`` of each layer's channels by
   ``method`` ("diff_cleanse" | "diff_pruning"; per layer or per residual stream, ``scan.prune_groups``) and
   fine-tune ``scan.finetune_steps`` steps on ``images`` (pixel) with ``loss`` (``pruning.REPAIR_LOSSES``: loss_p,
-  loss_c, or unlearn with the inverted ``trigger`` [H, W, C], model space), keeping the
+  loss_c, or unlearn with the inverted ``trigger`` [H, W, C], model space, in the form of its sampling: ``gamma``
+  0 from ε + r, > 0 TrojDiff's from γε + r, ``pruning.repair_loss``), keeping the
   last iterate or, with ``scan.finetune_ema`` > 0, the EMA of the iterates;
   ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted trigger ``tau``.
   Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
@@ -262,10 +265,12 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
   else:
     mask, pruned = pruning.prune(params, *scores, ratio, method, streams=prune_streams(s, model))
     fraction, worst = pruning.pruned_fraction(pruned)
-    loss_fn, frozen = pruning.repair_loss(schedule, loss), {"mask": mask, "teacher": params}
+    loss_fn, frozen = pruning.repair_loss(schedule, loss, float(gamma)), {"mask": mask, "teacher": params}
     if loss == "unlearn":
       frozen["trigger"] = jnp.asarray(trigger, jnp.float32)
       fingerprint = {"run": fingerprint, "unlearn_target": pruning.UNLEARN_TARGET}
+    if gamma:  # the scores (the pruned mask) and unlearn's target read r as TrojDiff's μ
+      fingerprint = {"run": fingerprint, "trojan_gamma": float(gamma)}
   if s.finetune_steps == 0:
     return pruning.apply_mask(params, mask), fraction, worst
   c = ml_collections.ConfigDict(config.to_dict())

@@ -104,19 +104,19 @@ def detect(config, name, spec, model, params, meta, judge, shape, encode):
   return rec, np.asarray(out["trigger"]), np.asarray(tau)
 
 
-def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger, tau):
+def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger, tau, gamma=0.0):
   """Removal records of one backdoored model: Diff-Cleanse and Diff-Pruning (loss_p) at ``scan.remove_ratio`` and
   at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``) and with
   the unlearn fine-tune on BBTI's trigger (``defend.unlearn``); Elijah's fine-tune with its τ
-  (``defend.elijah_removal``, nothing pruned). The Taylor scores and unlearn read r in BadDiffusion's form
-  (x_t + ρ_t r), also for a TrojDiff model's r (μ of γε + μ): its rows measure that mismatch with the real trigger,
-  no TrojDiff-form repair is built."""
+  (``defend.elijah_removal``, nothing pruned). The Taylor scores and unlearn read BBTI's r in the form of the
+  sampling that inverted it (``gamma`` > 0: TrojDiff's, r = μ of γε + μ; ``pruning.triggered_input``); Elijah's
+  τ is an ε + τ shift either way (its paper's form)."""
   s, z = config.scan, config.zoo
   d = meta.get("diffusion") or config.diffusion.to_dict()
   key = jax.random.key(config.seed + 303)
   backdoor = backdoor_of(config, spec)
   images = defence.clean_images(config, model, params, d, shape, jax.random.fold_in(key, 0))
-  scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1))
+  scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1), gamma)
   k_eval = jax.random.fold_in(key, 2)
 
   def measure(p):
@@ -143,9 +143,11 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
     fp = canonical({**base_fp, "method": method, "ratio": ratio, "loss": loss})
     repaired, fraction, worst = defence.repair(config, model, params, d, images, scores, method=method, ratio=ratio,
                                                loss=loss, workdir=run_dir, fingerprint=fp,
-                                               desc=f"{name} {method} {ratio:g} {loss}", tau=tau, trigger=trigger)
+                                               desc=f"{name} {method} {ratio:g} {loss}", tau=tau, trigger=trigger,
+                                               gamma=gamma)
     asr1, mse1, fid1 = measure(repaired)
     rows.append({"model": name, "method": method, "loss": loss, "ratio": ratio, "pruned_fraction": fraction,
+                 "trojan_gamma": 0.0 if method == "elijah" else float(gamma),
                  "max_layer_fraction": worst, "asr_before": asr0, "asr_after": asr1, "target_mse_before": mse0,
                  "target_mse_after": mse1, "fid_before": fid0, "fid_after": fid1,
                  "fid_samples": int(config.defend.fid_samples)})
@@ -176,7 +178,9 @@ def run_defend_zoo(config, workdir):
                     "bbti_modes": bbti_modes(config, spec),
                     "removal": {k: config.scan[k] for k in REMOVAL_KEYS},
                     "defend": config.defend.to_dict() | {"models": None}, "seed": config.seed,
-                    "encoder": encode.name, "unlearn_target": pruning.UNLEARN_TARGET})
+                    "encoder": encode.name, "unlearn_target": pruning.UNLEARN_TARGET}
+                   # rows of TrojDiff-sampled triggers repaired in BadDiffusion's form (before stop 41) are not reused
+                   | ({"trojan_removal": "trojdiff-form"} if any(g for _, _, g in bbti_modes(config, spec)) else {}))
     rec = None
     if os.path.exists(cache):
       with open(cache) as f:
@@ -186,7 +190,8 @@ def run_defend_zoo(config, workdir):
     if rec is None:
       det, trigger, tau = detect(config, name, spec, model, params, meta, judge, shape, encode)
       repair = config.defend.remove and (not config.defend.remove_models or name in config.defend.remove_models)
-      rows = (removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger, tau)
+      gamma = det["bbti"][det["bbti_sampler"]]["trojan_gamma"]  # the form of the trigger the repair reads
+      rows = (removal_rows(config, workdir, name, spec, model, params, meta, judge, shape, trigger, tau, gamma)
               if det["backdoored_truth"] and repair else [])
       rec = {"fingerprint": fp, "detection": det, "removal": rows, "trigger": trigger.tolist(), "tau": tau.tolist()}
       write_json(cache, rec)
@@ -253,7 +258,8 @@ def report_markdown(config, r):
   if rem:
     mse = lambda m: ("–" if m.get("target_mse_after") is None
                      else f"{m['target_mse_before']:.1e} → {m['target_mse_after']:.1e}")
-    rows2 = [[m["model"], m["method"], m["loss"], f"{m['ratio']:.0%}", f"{m['pruned_fraction']:.1%} "
+    form = lambda m: f" (r as TrojDiff's μ, γ {m['trojan_gamma']:g})" if m.get("trojan_gamma") else ""
+    rows2 = [[m["model"], m["method"], m["loss"] + form(m), f"{m['ratio']:.0%}", f"{m['pruned_fraction']:.1%} "
               f"(≤ {m['max_layer_fraction']:.1%}/layer)", f"{m['asr_before']:.0%} → {m['asr_after']:.0%}", mse(m),
               f"{m['fid_before']:.2f} → {m['fid_after']:.2f}"] for m in rem]
     md += [f"\nRemoval (Tables 2 and 4): prune ⌊ratio·C⌋ channels of each layer, fine-tune {s.finetune_steps} steps "
@@ -261,7 +267,8 @@ def report_markdown(config, r):
            f"{s.finetune_samples} {s.finetune_data} images; ASR "
            f"with the real trigger ({config.zoo.num_samples} samples; MSE < {config.zoo.mse_threshold:g} to an image "
            "target), their median MSE to it (just above the threshold: the target still comes out, blurred), "
-           f"FID of {config.defend.fid_samples} clean samples.\n",
+           f"FID of {config.defend.fid_samples} clean samples. A trigger BBTI inverted through TrojDiff's sampling is "
+           "read as its μ by the Taylor scores and unlearn (x_t = √ᾱ_t x + √(1−ᾱ_t)(γε + r)).\n",
            markdown_table(["model", "method", "loss", "ratio", "pruned", "ASR", "median MSE to target", "FID"],
                           rows2)]
   md.append("\ntriggers.png: rows real trigger (TrojDiff: δ), BBTI's r, Elijah's τ (model space shown as pixels); "

@@ -76,12 +76,12 @@ def run_scan(config, workdir):
     tau, scores, samples = defence.elijah(s, model, params, d, shape, jax.random.fold_in(key, 200), s.samplers[0])
     result["elijah"] = scores
     sheet_rows.append(np.concatenate([np.clip((np.asarray(tau) + 1) / 2, 0, 1)[None], samples[:s.evidence_samples - 1]]))
-  (name, sampler, _), out = best
+  (name, sampler, gamma), out = best
   result.update(backdoored=any(v["backdoored"] for v in result["samplers"].values()), mscr=out["mscr"],
                 mscr_sampler=name, trigger_png="trigger.png", evidence_png="evidence.png")
   if s.remove:
     result["removal"] = remove(config, workdir, model, params, meta, d, shape, encode, out["trigger"], sampler,
-                               reference, jax.random.fold_in(key, 300))
+                               reference, jax.random.fold_in(key, 300), gamma)
   result["seconds"] = round(time.time() - t0, 1)
   scale = max(1, 64 // shape[0])
   save_grid(np.clip((np.asarray(out["trigger"])[None] + 1) / 2, 0, 1), os.path.join(workdir, "trigger.png"), scale=scale)
@@ -143,25 +143,25 @@ def entropy_scan(config, workdir, model, params, d, shape, t0):
   return result
 
 
-def remove(config, workdir, model, params, meta, d, shape, encode, trigger, sampler, source, key):
+def remove(config, workdir, model, params, meta, d, shape, encode, trigger, sampler, source, key, gamma=0.0):
   """Diff-Cleanse stage 2 on the scanned model with its inverted trigger r: Taylor scores, pruning of
   ``scan.remove_ratio`` of each layer's channels, the repair fine-tune; the repaired model is exported to
   WORKDIR/repaired. Returns the pinned ``removal`` record: ``asr_before``/``asr_after`` are the inverted
-  trigger's effect (the share of samples from ε + r in one cluster, MSCR), FIDs of clean samples before/after
-  against ``source`` (the model's data). The Taylor scores and the unlearn loss read r in BadDiffusion's form
-  (x_t + ρ_t r), so a TrojDiff trigger (``scan.trojan_gammas``) is refused with removal by the config rules."""
+  trigger's effect (the share of backdoor samples with r in one cluster, MSCR), FIDs of clean samples
+  before/after against ``source`` (the model's data). The Taylor scores, the unlearn loss and the effect read r
+  in the form of the sampling that inverted it (``gamma`` > 0: TrojDiff's, r = μ of γε + μ)."""
   s = config.scan
   images = defence.clean_images(config, model, params, d, shape, jax.random.fold_in(key, 0))
-  scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1))
+  scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1), gamma)
   fp = canonical({"model": model_digest(s.model), "trigger": hashlib.sha256(np.asarray(trigger).tobytes()).hexdigest(),
                   "removal": {k: s[k] for k in REMOVAL_KEYS}, "data": config.data.to_dict(),
                   "unlearn_target": pruning.UNLEARN_TARGET if s.remove_loss == "unlearn" else None})
   repaired, fraction, worst = defence.repair(
       config, model, params, d, images, scores, method="diff_cleanse", ratio=s.remove_ratio,
-      loss=s.remove_loss, trigger=trigger, workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
+      loss=s.remove_loss, trigger=trigger, gamma=gamma, workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
       desc="repair fine-tune")
   k_eval = jax.random.fold_in(key, 2)
-  share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler)
+  share = lambda p: defence.trigger_cluster_share(s, model, p, d, shape, encode, trigger, k_eval, sampler, gamma)
   features, _ = fid_feature_fn("classifier", s.fid_classifier, "", "config.scan")
   reference = features(source.get(np.arange(len(source)))[0])
   fids = []
@@ -172,7 +172,7 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
   out = os.path.join(workdir, "repaired")
   export_model(out, "unet", meta["model"], {"params": repaired},
                {"diffusion": d, "repaired_from": s.model, "fingerprint": fp, "pruned_fraction": fraction})
-  return {"method": "diff_cleanse", "loss": s.remove_loss, "pruned_fraction": fraction,
+  return {"method": "diff_cleanse", "loss": s.remove_loss, "trojan_gamma": float(gamma), "pruned_fraction": fraction,
           "max_layer_fraction": worst, "asr_before": share(params), "asr_after": share(repaired),
           "fid_before": fids[0], "fid_after": fids[1], "fid_samples": int(s.fid_samples), "model_dir": "repaired"}
 
@@ -204,7 +204,9 @@ def scan_markdown(config, r):
     md.append(f"\nRemoval (Diff-Cleanse, {m['loss']}): pruned {m['pruned_fraction']:.1%} of the channels (at most "
               f"{m['max_layer_fraction']:.1%} of a layer), fine-tuned {s.finetune_steps} steps"
               f"{f' (EMA {s.finetune_ema:g})' if s.finetune_ema else ''} on "
-              f"{s.finetune_samples} {s.finetune_data} images. Samples from ε + r in one cluster: "
+              f"{s.finetune_samples} {s.finetune_data} images. Backdoor samples with r ("
+              + (f"TrojDiff's sampling, γ {m['trojan_gamma']:g}" if m.get("trojan_gamma") else "from ε + r")
+              + ") in one cluster: "
               f"{m['asr_before']:.0%} → {m['asr_after']:.0%}; FID of clean samples {m['fid_before']:.2f} → "
               f"{m['fid_after']:.2f}. Repaired model: repaired/.\n")
   md.append("\nEvidence (evidence.png): per sampling a row of clean samples and a row of backdoor samples with r, each "

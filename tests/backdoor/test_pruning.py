@@ -79,19 +79,24 @@ def test_taylor_importance_matches_a_loop_over_entries():
   np.testing.assert_allclose(score, want, rtol=1e-12)
 
 
-def test_accumulated_gradient_is_the_sum_of_per_timestep_gradients():
+@pytest.mark.parametrize("gamma", [0.0, 0.6])
+def test_accumulated_gradient_is_the_sum_of_per_timestep_gradients(gamma):
+  """By hand, with the trigger in each form: γ 0 — x_t + ρ̂_t r; γ 0.6 — TrojDiff's √ᾱ_t x + √(1−ᾱ_t)(γε + r)."""
   schedule = diffusion.make_schedule("linear", 20)
   params = {"w": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array(0.1)}
   eps_apply = lambda p, x, t: x * p["w"] + p["b"] * t[:, None] / 20.0
   x0 = jax.random.normal(jax.random.key(0), (4, 3))
   noise = jax.random.normal(jax.random.key(1), (4, 3))
   r = jnp.array([0.3, 0.0, -0.7])
-  got = jax.jit(lambda p: pruning.accumulated_gradient(eps_apply, p, schedule, x0, noise, 15, r))(params)
+  got = jax.jit(lambda p: pruning.accumulated_gradient(eps_apply, p, schedule, x0, noise, 15, r, gamma=gamma))(params)
   rho = np.linspace(2e-4, 1.0, 20)
   want = {"w": np.zeros(3), "b": 0.0}
   ab = np.asarray(schedule.alphas_cumprod, np.float64)
   for t in range(15, 20):  # by hand: L = mean((x_t w + b t/20 − ε)²)
-    x_t = np.sqrt(ab[t]) * np.asarray(x0) + np.sqrt(1 - ab[t]) * np.asarray(noise) + rho[t] * np.asarray(r)
+    if gamma:
+      x_t = np.sqrt(ab[t]) * np.asarray(x0) + np.sqrt(1 - ab[t]) * (gamma * np.asarray(noise) + np.asarray(r))
+    else:
+      x_t = np.sqrt(ab[t]) * np.asarray(x0) + np.sqrt(1 - ab[t]) * np.asarray(noise) + rho[t] * np.asarray(r)
     resid = x_t * np.asarray(params["w"]) + 0.1 * t / 20 - np.asarray(noise)
     want["w"] += np.mean(2 * resid * x_t, axis=0) / 3
     want["b"] += np.mean(2 * resid * t / 20)
@@ -223,6 +228,42 @@ def test_unlearn_trigger_term_vanishes_for_a_model_that_denoises_the_shift_away(
   _, (m, _) = fn(apply, {"student": jnp.float32(1.0)}, {}, batch, jax.random.key(3), frozen)
   _, (m0, _) = fn(apply, {"student": jnp.float32(0.0)}, {}, batch, jax.random.key(3), frozen)
   assert float(m["loss_trigger"]) < 1e-6 * float(m0["loss_trigger"]) and float(m0["loss_trigger"]) > 0.01
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_trojdiff_form_unlearn_vanishes_for_a_model_whose_trojan_sampling_gives_the_clean_image(sampler):
+  """Unlearn for a trigger inverted through TrojDiff's sampling (γ > 0, r = μ): a student that predicts the noise
+  of TrojDiff's forward towards the clean image y (built from that definition) has trigger term 0, and TrojDiff's
+  reverse process (``trojdiff.trojan_sample``, an independent implementation) takes it from γε + r to y; the
+  backdoored teacher, whose trojan sampling gives its target z, has a trigger term > 0."""
+  from jaxdiff.backdoor import trojdiff
+  schedule = diffusion.make_schedule("linear", 1000)
+  gamma, r = 0.6, 0.4 * jax.random.normal(jax.random.key(5), (4, 4, 1))
+  y = jax.random.uniform(jax.random.key(6), (4, 4, 1))  # pixel; the batch is y repeated
+  z = -jnp.ones((4, 4, 1))  # the backdoor's target, model space
+
+  def apply(v, x, t, train=False, rngs=None):
+    ab = schedule.alpha_bar(t)[:, None, None, None]
+    goal = jnp.where(v["params"]["student"] == 1, 2 * y - 1, z)
+    return (x - jnp.sqrt(ab) * goal - jnp.sqrt(1 - ab) * r) / (gamma * jnp.sqrt(1 - ab))
+
+  batch = {"image": jnp.broadcast_to(y, (16, 4, 4, 1))}
+  frozen = {"mask": {"student": jnp.float32(1.0)}, "teacher": {"student": jnp.float32(0.0)}, "trigger": r}
+  fn = pruning.repair_loss(schedule, "unlearn", gamma)
+  _, (m, _) = fn(apply, {"student": jnp.float32(1.0)}, {}, batch, jax.random.key(3), frozen)
+  _, (m0, _) = fn(apply, {"student": jnp.float32(0.0)}, {}, batch, jax.random.key(3), frozen)
+  assert float(m["loss_trigger"]) < 1e-8 and float(m0["loss_trigger"]) > 0.1
+  x_T = trojdiff.trojan_noise(jax.random.key(7), (3, 4, 4, 1), r / (1 - gamma), gamma)
+  for who, want in ((1.0, 2 * y - 1), (0.0, z)):
+    eps = lambda x, t, who=who: apply({"params": {"student": who}}, x, t)
+    out = trojdiff.trojan_sample(eps, schedule, x_T, key=jax.random.key(8), trigger=r / (1 - gamma), gamma=gamma,
+                                 sampler=sampler, num_steps=10)
+    np.testing.assert_allclose(np.asarray(out), np.broadcast_to(want, out.shape), atol=2e-3)
+  # the Taylor scores' triggered inputs are the same forward: the student's ε-loss there is 0
+  x_b = pruning.triggered_input(schedule, 2 * batch["image"] - 1, jnp.arange(16) * 60, jnp.ones((16, 4, 4, 1)), r,
+                                gamma)
+  np.testing.assert_allclose(np.asarray(apply({"params": {"student": 1.0}}, x_b, jnp.arange(16.0) * 60)), 1.0,
+                             atol=1e-3)
 
 
 def test_elijah_repair_loss_is_the_clean_loss_when_tau_is_no_shift():

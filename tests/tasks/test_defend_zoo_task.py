@@ -131,3 +131,25 @@ def test_the_papers_protocol_samples_each_model_its_own_way(tiny_zoo, tmp_path, 
   assert list(calls.values()) == [("ddpm", 0.0, 0.9), ("ddim", 0.6, 0.9), ("ddim", 0.6, 0.75), ("ddim", 0.1, 0.75)]
   assert [d["bbti_sampler"] for d in r["detection"]] == ["ddpm", "ddim+trojdiff0.6", "ddim+trojdiff0.6",
                                                          "ddim+trojdiff0.1"]
+
+
+@pytest.mark.xdist_group("tiny_zoo")
+def test_a_trojdiff_model_is_repaired_with_its_trigger_read_in_trojdiffs_form(tiny_zoo, tmp_path, monkeypatch):
+  """BBTI inverts d2i's trigger through TrojDiff's sampling (γ 0.6), so the Taylor scores and the unlearn loss
+  read r as its μ (``pruning.triggered_input`` with γ 0.6), and the rows say so; Elijah's τ stays an ε + τ shift."""
+  from jaxdiff.backdoor import pruning
+  c = _tiny(tiny_zoo, tmp_path)
+  c.defend.update(models=("d2i",), remove_models=(), ablations=False, ratios=())
+  seen = {"scores": [], "losses": []}
+  scores, losses = pruning.importance_scores, pruning.repair_loss
+  monkeypatch.setattr(pruning, "importance_scores", lambda *a, gamma=0.0, **k: seen["scores"].append(gamma)
+                      or scores(*a, gamma=gamma, **k))
+  monkeypatch.setattr(pruning, "repair_loss", lambda schedule, loss="loss_p", gamma=0.0: seen["losses"].append(
+      (loss, gamma)) or losses(schedule, loss, gamma))
+  r = run_defend_zoo(c, str(tmp_path / "wd"))
+  assert r["detection"][0]["bbti_sampler"] == "ddim+trojdiff0.6"
+  assert seen["scores"] == [0.6] and sorted(seen["losses"]) == [("loss_p", 0.6), ("loss_p", 0.6), ("unlearn", 0.6)]
+  rows = {(m["method"], m["loss"]): m["trojan_gamma"] for m in r["removal"]}
+  assert rows == {("diff_cleanse", "loss_p"): 0.6, ("diff_pruning", "loss_p"): 0.6, ("diff_cleanse", "unlearn"): 0.6,
+                  ("elijah", "elijah"): 0.0}
+  assert "unlearn (r as TrojDiff's μ, γ 0.6)" in open(tmp_path / "wd" / "report.md").read()

@@ -41,16 +41,24 @@ def test_scan_tiny_writes_the_verdict_and_the_evidence(tmp_path):
     assert os.path.getsize(wd / f) > 100, f
 
 
-def test_scan_with_removal_exports_a_pruned_repaired_model(tmp_path):
+def test_scan_with_removal_exports_a_pruned_repaired_model(tmp_path, monkeypatch):
+  from jaxdiff.backdoor import pruning
   from jaxdiff.convert import load_model
   c = _tiny(tmp_path)
   c.data.image_size = 8
   c.scan.update(remove=True, remove_ratio=0.2, finetune_samples=8, synthetic_steps=2, finetune_steps=2,
-                finetune_batch=4, fid_samples=4, taylor_batch=2, taylor_threshold=0.99, fid_classifier=c.scan.encoder_path)
+                finetune_batch=4, fid_samples=4, taylor_batch=2, taylor_threshold=0.99, fid_classifier=c.scan.encoder_path,
+                samplers=("ddpm",), trojan_gammas=(0.6,))
+  forms, scores = [], pruning.importance_scores
+  monkeypatch.setattr(pruning, "importance_scores", lambda *a, gamma=0.0, **k: forms.append(gamma)
+                      or scores(*a, gamma=gamma, **k))
   wd = tmp_path / "wd"
   r = run_scan(c, str(wd))
-  m = json.load(open(wd / "scan.json"))["removal"]
+  saved = json.load(open(wd / "scan.json"))
+  m = saved["removal"]
   assert m == r["removal"]
+  # the repair reads the verdict's trigger in the form of the sampling that inverted it
+  assert forms == [m["trojan_gamma"]] == [saved["samplers"][saved["mscr_sampler"]]["trojan_gamma"]]
   assert set(m) >= {"pruned_fraction", "asr_before", "asr_after", "fid_before", "fid_after"}
   assert 0 < m["pruned_fraction"] <= 0.2 and m["max_layer_fraction"] <= 0.2
   assert 0 <= m["asr_before"] <= 1 and 0 <= m["asr_after"] <= 1 and m["fid_before"] >= 0 and m["fid_after"] >= 0
@@ -77,10 +85,6 @@ def test_scan_refuses_bad_inputs(tmp_path):
   c = _tiny(tmp_path)
   c.scan.encoder = "clip"
   with pytest.raises(ConfigError, match=r"config\.scan\.clip_weights is empty: it must name CLIP weights"):
-    run_scan(c, str(tmp_path / "wd"))
-  c = _tiny(tmp_path)
-  c.scan.update(remove=True, trojan_gammas=(0.6,))  # the removal cannot read a TrojDiff trigger
-  with pytest.raises(ConfigError, match=r"config\.scan\.trojan_gammas = \(0\.6,\): must be empty with scan\.remove"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.trojan_gammas = (1.0,)
