@@ -696,6 +696,7 @@ def add_defend(c, *, zoo_workdir=""):
       ablations=True,              # BBTI without ℓ_e (Table 3) and Diff-Cleanse with loss_c (Table 4)
       elijah_removal=True,         # Elijah's removal (fine-tune with its τ, no pruning) as a baseline row
       unlearn=True,                # Diff-Cleanse's pruning with the unlearn fine-tune (scan.remove_loss docs) as a row
+      finetune_only=True,          # the control: Diff-Cleanse's fine-tune (loss_p) with nothing pruned, as a row
       ratios=(0.1,),               # both methods also at these ratios (besides scan.remove_ratio); Diff-Pruning: 7–13 %
       fid_samples=1024))           # clean samples per FID of the removal rows (zoo.fid_samples: the zoo's own table)
   return c

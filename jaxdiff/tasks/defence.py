@@ -253,7 +253,8 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
   loss_c, or unlearn with the inverted ``trigger`` [H, W, C], model space, in the form of its sampling: ``gamma``
   0 from ε + r, > 0 TrojDiff's from γε + r, ``pruning.repair_loss``), keeping the
   last iterate or, with ``scan.finetune_ema`` > 0, the EMA of the iterates;
-  ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted trigger ``tau``.
+  ``method = "elijah"``: no pruning, Elijah's fine-tune with its inverted trigger ``tau``; ``"finetune"``: no
+  pruning, the fine-tune with ``loss`` alone (the control: what pruning adds).
   Resumable: the fine-tune checkpoints in ``workdir`` carry ``fingerprint``."""
   if method != "elijah" and loss == "unlearn" and trigger is None:  # before any pruning or fine-tuning
     raise ValueError("the unlearn repair needs the inverted trigger: repair(..., trigger=r)")
@@ -263,8 +264,11 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
     mask, fraction, worst = jax.tree.map(jnp.ones_like, params), 0.0, 0.0
     loss_fn, frozen = pruning.elijah_repair_loss(schedule), {"teacher": params, "tau": jnp.asarray(tau, jnp.float32)}
   else:
-    mask, pruned = pruning.prune(params, *scores, ratio, method, streams=prune_streams(s, model))
-    fraction, worst = pruning.pruned_fraction(pruned)
+    if method == "finetune":
+      mask, fraction, worst = jax.tree.map(jnp.ones_like, params), 0.0, 0.0
+    else:
+      mask, pruned = pruning.prune(params, *scores, ratio, method, streams=prune_streams(s, model))
+      fraction, worst = pruning.pruned_fraction(pruned)
     loss_fn, frozen = pruning.repair_loss(schedule, loss, float(gamma)), {"mask": mask, "teacher": params}
     if loss == "unlearn":
       frozen["trigger"] = jnp.asarray(trigger, jnp.float32)

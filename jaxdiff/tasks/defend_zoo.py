@@ -14,7 +14,8 @@ block names them and their real triggers). Per model:
   triggers at report time), which tells a missed inversion from a failed repair;
 - removal, backdoored models only: Diff-Cleanse (prune by I^b − I^c with the inverted trigger, fine-tune with
   loss_p, and loss_c as Table 4's ablation) and Diff-Pruning (prune by smallest I^c), both at ``scan.remove_ratio``
-  and at each of ``defend.ratios``; ASR with the real trigger and FID of clean samples before and after (Table 2).
+  and at each of ``defend.ratios``; the same fine-tune with nothing pruned as the control (``defend.finetune_only``);
+  ASR with the real trigger and FID of clean samples before and after (Table 2).
 Writes WORKDIR/report.{json,md} (pinned: report.json "detection" and "removal" lists) and triggers.png (rows:
 real trigger, BBTI's r, Elijah's τ; a column per backdoored model). Per model results are cached in
 WORKDIR/models/<name>/defend.json with the settings that made them, so a rerun resumes.
@@ -108,7 +109,8 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
   """Removal records of one backdoored model: Diff-Cleanse and Diff-Pruning (loss_p) at ``scan.remove_ratio`` and
   at each of ``defend.ratios``; Diff-Cleanse with loss_c at ``scan.remove_ratio`` (``defend.ablations``) and with
   the unlearn fine-tune on BBTI's trigger (``defend.unlearn``); Elijah's fine-tune with its τ
-  (``defend.elijah_removal``, nothing pruned). The Taylor scores and unlearn read BBTI's r in the form of the
+  (``defend.elijah_removal``, nothing pruned); loss_p's fine-tune with nothing pruned (``defend.finetune_only``:
+  what the pruning adds). The Taylor scores and unlearn read BBTI's r in the form of the
   sampling that inverted it (``gamma`` > 0: TrojDiff's, r = μ of γε + μ; ``pruning.triggered_input``); Elijah's
   τ is an ε + τ shift either way (its paper's form)."""
   s, z = config.scan, config.zoo
@@ -134,6 +136,8 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
     runs.append(("diff_cleanse", s.remove_ratio, "unlearn"))
   if config.defend.elijah_removal:
     runs.append(("elijah", 0.0, "elijah"))
+  if config.defend.finetune_only:
+    runs.append(("finetune", 0.0, "loss_p"))
   rows = []
   base_fp = {"model": meta.get("fingerprint"), "trigger": hashlib.sha256(trigger.tobytes()).hexdigest(),
              "tau": hashlib.sha256(tau.tobytes()).hexdigest(),
@@ -147,7 +151,7 @@ def removal_rows(config, workdir, name, spec, model, params, meta, judge, shape,
                                                gamma=gamma)
     asr1, mse1, fid1 = measure(repaired)
     rows.append({"model": name, "method": method, "loss": loss, "ratio": ratio, "pruned_fraction": fraction,
-                 "trojan_gamma": 0.0 if method == "elijah" else float(gamma),
+                 "trojan_gamma": float(gamma) if method in pruning.METHODS else 0.0,
                  "max_layer_fraction": worst, "asr_before": asr0, "asr_after": asr1, "target_mse_before": mse0,
                  "target_mse_after": mse1, "fid_before": fid0, "fid_after": fid1,
                  "fid_samples": int(config.defend.fid_samples)})
