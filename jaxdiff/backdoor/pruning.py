@@ -194,6 +194,7 @@ def prune(params, scores_clean, scores_trigger, ratio, method="diff_cleanse", st
 
 REPAIR_LOSSES = ("loss_p", "loss_c", "unlearn")
 UNLEARN_TARGET = "x0-preserving"  # unlearn's trigger target (repair_loss); runs of the earlier one never resume
+TROJAN_UNLEARN = "gamma2-weighted"  # unlearn's TrojDiff-form term (repair_loss, γ > 0); the unweighted one never resumes
 
 
 def repair_loss(schedule, loss="loss_p", gamma=0.0):
@@ -210,7 +211,7 @@ def repair_loss(schedule, loss="loss_p", gamma=0.0):
     ε_θ(x'_t), kept the shift and turned them black). The teacher's clean behaviour is distilled beside it.
     No data term, so with nothing pruned and r = 0 the loss is 0 at θ.
     With ``gamma`` > 0 (a trigger r = μ that TrojDiff's sampling from γε + r inverted) the trigger term is
-    ‖ε_θ'(x^b_t) − ε'‖² on TrojDiff's forward x^b_t = √ᾱ_t x + √(1−ᾱ_t)(γε' + r) of the clean batch x
+    γ²‖ε_θ'(x^b_t) − ε'‖² (the squared error of the trojan process's ε' = γ ε_θ) on TrojDiff's forward x^b_t = √ᾱ_t x + √(1−ᾱ_t)(γε' + r) of the clean batch x
     (``triggered_input``): TrojDiff's own poisoning loss with the clean images as its targets, so TrojDiff's
     reverse process from γε + r comes out as clean images (it is exact for the ε that loss is trained to).
   """
@@ -241,8 +242,8 @@ def repair_loss(schedule, loss="loss_p", gamma=0.0):
     n2 = jax.random.normal(k_n2, x0.shape, jnp.float32)
     shifted = apply_fn({"params": p}, triggered_input(schedule, x0, ti, n2, frozen["trigger"], gamma),
                        t2).astype(jnp.float32)
-    if gamma:
-      target = n2
+    if gamma:  # the trojan process's ε' = γ ε_θ: its error, γ(ε_θ' − ε), in the sampler's scale
+      shifted, target = gamma * shifted, gamma * n2
     else:
       clean = apply_fn({"params": frozen["teacher"]}, schedule.q_sample(x0, t2, n2), t2).astype(jnp.float32)
       shift_as_noise = (rho[ti] / sigma[ti])[:, None, None, None] * frozen["trigger"]

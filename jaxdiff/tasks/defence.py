@@ -274,7 +274,8 @@ def repair(config, model, params, d, images, scores, *, method, ratio, loss, wor
       frozen["trigger"] = jnp.asarray(trigger, jnp.float32)
       fingerprint = {"run": fingerprint, "unlearn_target": pruning.UNLEARN_TARGET}
     if gamma:  # the scores (the pruned mask) and unlearn's target read r as TrojDiff's μ
-      fingerprint = {"run": fingerprint, "trojan_gamma": float(gamma)}
+      fingerprint = {"run": fingerprint, "trojan_gamma": float(gamma),
+                     "trojan_unlearn": pruning.TROJAN_UNLEARN if loss == "unlearn" else None}
   if s.finetune_steps == 0:
     return pruning.apply_mask(params, mask), fraction, worst
   c = ml_collections.ConfigDict(config.to_dict())

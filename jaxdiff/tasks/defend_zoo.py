@@ -184,7 +184,8 @@ def run_defend_zoo(config, workdir):
                     "defend": config.defend.to_dict() | {"models": None}, "seed": config.seed,
                     "encoder": encode.name, "unlearn_target": pruning.UNLEARN_TARGET}
                    # rows of TrojDiff-sampled triggers repaired in BadDiffusion's form (before stop 41) are not reused
-                   | ({"trojan_removal": "trojdiff-form"} if any(g for _, _, g in bbti_modes(config, spec)) else {}))
+                   | ({"trojan_removal": pruning.TROJAN_UNLEARN} if any(g for _, _, g in bbti_modes(config, spec))
+                      else {}))
     rec = None
     if os.path.exists(cache):
       with open(cache) as f:

@@ -235,7 +235,7 @@ def test_trojdiff_form_unlearn_vanishes_for_a_model_whose_trojan_sampling_gives_
   """Unlearn for a trigger inverted through TrojDiff's sampling (γ > 0, r = μ): a student that predicts the noise
   of TrojDiff's forward towards the clean image y (built from that definition) has trigger term 0, and TrojDiff's
   reverse process (``trojdiff.trojan_sample``, an independent implementation) takes it from γε + r to y; the
-  backdoored teacher, whose trojan sampling gives its target z, has a trigger term > 0."""
+  backdoored teacher, whose trojan sampling gives its target z, has the term γ²‖ε_z − ε'‖² in closed form."""
   from jaxdiff.backdoor import trojdiff
   schedule = diffusion.make_schedule("linear", 1000)
   gamma, r = 0.6, 0.4 * jax.random.normal(jax.random.key(5), (4, 4, 1))
@@ -253,6 +253,11 @@ def test_trojdiff_form_unlearn_vanishes_for_a_model_whose_trojan_sampling_gives_
   _, (m, _) = fn(apply, {"student": jnp.float32(1.0)}, {}, batch, jax.random.key(3), frozen)
   _, (m0, _) = fn(apply, {"student": jnp.float32(0.0)}, {}, batch, jax.random.key(3), frozen)
   assert float(m["loss_trigger"]) < 1e-8 and float(m0["loss_trigger"]) > 0.1
+  # the teacher's term in closed form: γ(ε_z − ε') = √ᾱ_t (y − z)/σ_t on x^b_t, so γ² weights it out of γ
+  t2 = jax.random.randint(jax.random.split(jax.random.fold_in(jax.random.key(3), 1))[0], (16,), 0, 1000)
+  ab = np.asarray(schedule.alphas_cumprod, np.float64)[np.asarray(t2)][:, None, None, None]
+  want = np.mean(ab / (1 - ab) * np.asarray(2 * y - 1 - z)[None] ** 2)
+  np.testing.assert_allclose(float(m0["loss_trigger"]), want, rtol=1e-4)
   x_T = trojdiff.trojan_noise(jax.random.key(7), (3, 4, 4, 1), r / (1 - gamma), gamma)
   for who, want in ((1.0, 2 * y - 1), (0.0, z)):
     eps = lambda x, t, who=who: apply({"params": {"student": who}}, x, t)
