@@ -53,13 +53,16 @@ def compilation_cache_dir(setting=None):
   return os.path.abspath(os.path.expanduser(setting)) if setting else os.path.join(base, "jaxdiff", "xla")
 
 
-def enable_compilation_cache(setting=None, min_compile_seconds=1.0):
+def enable_compilation_cache(setting=None, min_compile_seconds=None):
   """Turns on JAX's persistent compilation cache at ``compilation_cache_dir(setting)`` (programs that took
-  ≥ ``min_compile_seconds`` to compile are stored), so a second run of a config loads the compiled U-Net instead
-  of recompiling it. Returns the directory, or None when the cache is off. Call before anything compiles."""
+  ≥ ``min_compile_seconds`` to compile are stored; default $JAXDIFF_COMPILATION_CACHE_MIN_SECONDS, else 1), so a
+  second run of a config loads the compiled U-Net instead of recompiling it. Returns the directory, or None when
+  the cache is off. Call before anything compiles."""
   path = compilation_cache_dir(setting)
   if path is None:
     return None
+  if min_compile_seconds is None:
+    min_compile_seconds = float(os.environ.get("JAXDIFF_COMPILATION_CACHE_MIN_SECONDS", "1"))
   os.makedirs(path, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
