@@ -155,7 +155,8 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
   scores = defence.taylor_scores(config, model, params, d, images, trigger, jax.random.fold_in(key, 1), gamma)
   fp = canonical({"model": model_digest(s.model), "trigger": hashlib.sha256(np.asarray(trigger).tobytes()).hexdigest(),
                   "removal": {k: s[k] for k in REMOVAL_KEYS}, "data": config.data.to_dict(),
-                  "unlearn_target": pruning.UNLEARN_TARGET if s.remove_loss == "unlearn" else None})
+                  "unlearn_target": pruning.UNLEARN_TARGET if s.remove_loss == "unlearn" else None}
+                 | ({"trojan_gamma": float(gamma)} if gamma else {}))  # the form the repair read r in
   repaired, fraction, worst = defence.repair(
       config, model, params, d, images, scores, method="diff_cleanse", ratio=s.remove_ratio,
       loss=s.remove_loss, trigger=trigger, gamma=gamma, workdir=os.path.join(workdir, "removal_run"), fingerprint=fp,
