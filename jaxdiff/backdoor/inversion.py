@@ -99,13 +99,14 @@ def bbti_objective(r, noise, key, params, encoder_params=None, *, sample_fn, enc
                            "embeddings": z}
 
 
-BBTI_INITS = ("zeros", "normal", "offsets")
+BBTI_INITS = ("zeros", "normal", "offsets", "race")
 INIT_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # model space; the images span [−1, 1]
 
 
 def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None, iterations=100, batch=100, lr=0.1,
                 kappa=0.9, kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
-                init="zeros", offsets=INIT_OFFSETS, confirm_batch=0, min_entropy=0.0, callback=None):
+                init="zeros", offsets=INIT_OFFSETS, race_iterations=5, confirm_batch=0, min_entropy=0.0,
+                callback=None):
   """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, ε, r, key)`` → pixel samples of the backdoor
   sampling from clean noise ε with trigger r (Alg. 1 lines 6–8; differentiable, e.g. a remat'd few-step sampler:
   from x_T = ε + r for BadDiffusion / VillanDiffusion, from γε + r through TrojDiff's reverse process);
@@ -116,8 +117,13 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   ``confirm_mscr`` (the last held-out check's MSCR; None when none ran). Adam on
   r from r = 0 (``init="zeros"``), r ~ N(0, 1) (``init="normal"``, Alg. 1 line 3), or the best constant image
   r = c·𝟙, c ∈ ``offsets``, by the objective (``init="offsets"``: BadDiffusion-type triggers are a −1 background
-  added to the noise, a near-global shift that Adam from 0 can walk away from; 0 is one of the candidates). The
-  noise batch is drawn once (line 2), the sampler's own noise anew each iteration.
+  added to the noise, a near-global shift that Adam from 0 can walk away from; 0 is one of the candidates), or
+  every c ∈ ``offsets`` at once (``init="race"``: the first ``race_iterations`` iterations run each start, vmapped,
+  on the same noise and keys; the start with the lowest objective leads — its loss, MSCR and r are the iteration's
+  — and after the race only the leader goes on. A VillanDiffusion trigger, the −1 background with a sign in it,
+  fires through DDIM only near its own pattern: from c = −1 the objective starts high and falls to ~1e-4 within a few
+  iterations, while from c = 0 DDIM's collapse of any digits model to one shape wins the first one). The noise
+  batch is drawn once (line 2), the sampler's own noise anew each iteration.
 
   ``confirm_batch`` > 0 (not in the paper): r is fitted to that one small noise batch and can make those samples
   alike without any backdoor (a clean digits model reached MSCR 0.5 on 16 samples, 0.23–0.34 on fresh ones), so a
@@ -130,6 +136,8 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   ``blank`` is their share."""
   if init not in BBTI_INITS:
     raise ValueError(f"unknown trigger init {init!r}; use one of {BBTI_INITS}")
+  if init == "race" and race_iterations < 1:
+    raise ValueError(f"race_iterations = {race_iterations}: the race needs at least one iteration")
   k_noise, k_run = jax.random.split(key)
   noise = jax.random.normal(k_noise, (batch,) + tuple(shape), jnp.float32)
   opt = optax.adam(lr)
@@ -159,19 +167,34 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
                          jax.random.fold_in(k_noise, 2))[2]) for c in offsets]
     offset = float(offsets[int(np.argmin(losses))])
     r = jnp.full(shape, offset, jnp.float32)
+  elif init == "race":  # one r per start, leading axis
+    r = jnp.stack([jnp.full(shape, c, jnp.float32) for c in offsets])
   else:
     r = jnp.zeros(shape, jnp.float32)
-  state = opt.init(r)
+  racing = init == "race"
+  state = jax.vmap(opt.init)(r) if racing else opt.init(r)
+  race_step = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, None))) if racing else None
 
   history, detected, last, confirm = [], False, None, None
   for it in range(iterations):
-    r_new, state, loss, aux = step(r, state, params, encoder_params, jax.random.fold_in(k_run, it))
+    k_it = jax.random.fold_in(k_run, it)
+    if racing:
+      r_all, state_all, losses, aux_all = race_step(r, state, params, encoder_params, k_it)
+      b = int(np.argmin(np.asarray(losses)))
+      lead = lambda tree: jax.tree.map(lambda a: a[b], tree)
+      r, loss, aux, offset = r[b], losses[b], lead(aux_all), float(offsets[b])
+      racing = it + 1 < race_iterations
+      r_new, state = (r_all, state_all) if racing else (r_all[b], lead(state_all))
+    else:
+      r_new, state, loss, aux = step(r, state, params, encoder_params, k_it)
     keep = informative(aux["samples"])
     m = mscr(aux["embeddings"], kappa, keep)  # of the samples from the trigger before this update (Alg. 1 order)
     history.append({"iteration": it, "loss": float(loss), "similarity_loss": float(aux["similarity_loss"]),
                     "entropy_loss": float(aux["entropy_loss"]), "mscr": m})
     if min_entropy:
       history[-1]["blank"] = float(1.0 - np.mean(keep))
+    if init == "race" and it < race_iterations:
+      history[-1]["start"] = offset
     last = (r, aux["samples"], m)
     if m >= kappa_d and confirm_batch:
       z, x = held_out_mscr_embeddings(r, params, encoder_params, jax.random.fold_in(k_confirm, it))

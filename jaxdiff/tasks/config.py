@@ -613,8 +613,10 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       min_entropy=0.1,             # MSCR leaves out samples of lower intensity entropy (bits): blank images are no
                                    #   target (not in the paper; a clean model under TrojDiff's sampling turns white)
-      trigger_init="offsets",      # r at the start of BBTI: offsets (the best of r = c·1, c ∈ {−1, −0.5, 0, 0.5, 1}
-                                   #   by the objective: finds BadDiffusion's −1 shift) | zeros | normal (Alg. 1 line 3)
+      trigger_init="race",         # r at the start of BBTI: race (every r = c·1, c ∈ {−1, −0.5, 0, 0.5, 1}, runs
+                                   #   race_iterations; then the lowest objective's goes on: finds BadDiffusion's −1
+                                   #   shift and VillanDiffusion's sign in it) | offsets (the best c·1 at the start)
+      race_iterations=5,           #   | zeros | normal (Alg. 1 line 3)
       encoder="classifier",        # classifier: penultimate features of encoder_path | pixels: mean-centred pixels
       encoder_path=encoder_path,   # | clip: CLIP's image embedding (the paper's ViT-B/32) from clip_weights
       clip_weights="",             # transformers CLIP model.safetensors, or OpenAI/open_clip safetensors / .pt
@@ -654,7 +656,7 @@ SCAN_RULES = [
     integer("scan.confirm_batch", 0),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0), number("scan.min_entropy", 0, 8),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
-    one_of("scan.trigger_init", ("zeros", "normal", "offsets")),
+    one_of("scan.trigger_init", ("zeros", "normal", "offsets", "race")), integer("scan.race_iterations", 1),
     one_of("scan.mode", ("bbti", "entropy")),
     model_folder("scan.classifier", "classifier export (f of the purifier + classifier pair)",
                  when=lambda c: c.task == "scan" and c.scan.mode == "entropy"),

@@ -178,7 +178,8 @@ def run_defend_zoo(config, workdir):
     if config.defend.remove:
       defence.prune_streams(config.scan, model)  # before this model's inversion, not after
     cache = os.path.join(workdir, "models", name, "defend.json")
-    fp = canonical({"model": meta.get("fingerprint"), "detect": {k: config.scan[k] for k in DETECT_KEYS},
+    detect_keys = DETECT_KEYS + (("race_iterations",) if config.scan.trigger_init == "race" else ())
+    fp = canonical({"model": meta.get("fingerprint"), "detect": {k: config.scan[k] for k in detect_keys},
                     "bbti_modes": bbti_modes(config, spec),
                     "removal": {k: config.scan[k] for k in REMOVAL_KEYS},
                     "defend": config.defend.to_dict() | {"models": None}, "seed": config.seed,

@@ -183,7 +183,9 @@ def scan_markdown(config, r):
   rows = [[k, "yes" if v["backdoored"] else "no", f"{v['mscr']:.2f}",
            "–" if v.get("confirm_mscr") is None else f"{v['confirm_mscr']:.2f}", v["iterations"],
            "–" if v.get("init_offset") is None else f"{v['init_offset']:+.1f}"] for k, v in r["samplers"].items()]
-  start = {"zeros": "r = 0", "normal": "r ~ N(0, 1)"}.get(s.trigger_init, "the best constant image r = c·1 (column c)")
+  start = {"zeros": "r = 0", "normal": "r ~ N(0, 1)",
+           "race": f"every constant image r = c·1 for {s.race_iterations} iterations, then the lowest objective's "
+                   "(column c)"}.get(s.trigger_init, "the best constant image r = c·1 (column c)")
   md = [f"# Scan of {r['model']}: {'BACKDOORED' if r['backdoored'] else 'no backdoor found'}\n",
         f"BBTI (Diff-Cleanse): trigger r optimised {s.iterations} iterations at most from {start} "
         f"(batch {s.batch}, Adam {s.lr}, "

@@ -168,3 +168,26 @@ def test_blank_samples_join_no_cluster_when_min_entropy_is_set():
   blank = run(white, 0.1)
   assert not blank["backdoored"] and blank["history"][0]["blank"] > 0.9
   assert run(_gated_sampler(True), 0.1)["backdoored"]  # the linspace target: 6 bits
+
+
+def test_bbti_race_runs_every_start_on_the_same_keys_and_continues_the_lowest_objective():
+  """``init="race"``: for ``race_iterations`` every constant start runs (vmapped) and the iteration reports the one
+  with the lowest objective; then that start goes on alone. Checked against one separate run per start (same key,
+  so the same noise batch and sampler keys): the race's losses are the per-iteration minimum over the runs, and
+  after the race its history and r are the leading run's."""
+  sample_fn = lambda params, noise, r, key: jax.nn.sigmoid(3 * (noise + r)) + 0.1 * jax.random.normal(key, noise.shape)
+  encode_fn = lambda p, x: (x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)).reshape(x.shape[0], -1)
+  offsets, n = (-1.0, 0.0, 0.5), 3
+  run = lambda **kw: inv.bbti_invert(None, (4, 4, 1), jax.random.key(3), sample_fn=sample_fn, encode_fn=encode_fn,
+                                     iterations=6, batch=8, lr=0.3, stop_when_detected=False, **kw)
+  alone = {c: run(init="offsets", offsets=(c,)) for c in offsets}
+  race = run(init="race", offsets=offsets, race_iterations=n)
+  losses = np.array([[h["loss"] for h in alone[c]["history"]] for c in offsets])  # [start, iteration]
+  np.testing.assert_allclose([h["loss"] for h in race["history"][:n]], losses[:, :n].min(0), rtol=1e-5)
+  assert [h["start"] for h in race["history"][:n]] == [offsets[i] for i in losses[:, :n].argmin(0)]
+  leader = offsets[int(losses[:, n - 1].argmin())]
+  assert race["init_offset"] == leader and "start" not in race["history"][n]
+  np.testing.assert_allclose([h["loss"] for h in race["history"][n:]], losses[offsets.index(leader), n:], rtol=1e-5)
+  np.testing.assert_allclose(race["trigger"], alone[leader]["trigger"], atol=1e-6)
+  with pytest.raises(ValueError, match="race_iterations = 0"):
+    run(init="race", race_iterations=0)

@@ -45,7 +45,7 @@ def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
     assert d["backdoored_truth"] == (d["model"] in ("bd", "d2i")) and 0 < d["mscr"] <= 1
   assert "bbti_similarity_only" in det["bd"] and "bbti_similarity_only" not in det["clean_a"]
   assert 0 <= det["bd"]["inverted_asr"] <= 1
-  for d in det.values():  # the default BBTI start (scan.trigger_init = offsets) is recorded per sampler
+  for d in det.values():  # the default BBTI start (scan.trigger_init = race) is recorded per sampler
     assert all(b["init_offset"] in (-1.0, -0.5, 0.0, 0.5, 1.0) for b in d["bbti"].values()), d["bbti"]
   # each inverted trigger's cosine to the real one, against numpy on the cached triggers
   bd_spec = dict(specs(c))["bd"]

@@ -34,7 +34,7 @@ def test_scan_tiny_writes_the_verdict_and_the_evidence(tmp_path):
   assert set(saved["elijah"]) >= {"uniformity", "total_variation", "loss"}
   assert set(saved["samplers"]) == {"ddim", "ddim+trojdiff0.6"} and "removal" not in saved
   assert saved["samplers"]["ddim+trojdiff0.6"]["trojan_gamma"] == 0.6 and saved["samplers"]["ddim"]["trojan_gamma"] == 0
-  assert saved["samplers"]["ddim"]["init_offset"] in (-1.0, -0.5, 0.0, 0.5, 1.0)  # the default start: offsets
+  assert saved["samplers"]["ddim"]["init_offset"] in (-1.0, -0.5, 0.0, 0.5, 1.0)  # the default start: race
   c0 = saved["samplers"]["ddim"]["init_offset"]
   assert "| iterations | c |" in open(wd / "scan.md").read() and f"| {c0:+.1f} |" in open(wd / "scan.md").read()
   for f in ("trigger.png", "evidence.png", "scan.md"):
