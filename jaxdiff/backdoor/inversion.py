@@ -122,7 +122,8 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   on the same noise and keys; the start with the lowest objective leads — its loss, MSCR and r are the iteration's
   — and after the race only the leader goes on. A VillanDiffusion trigger, the −1 background with a sign in it,
   fires through DDIM only near its own pattern: from c = −1 the objective starts high and falls to ~1e-4 within a few
-  iterations, while from c = 0 DDIM's collapse of any digits model to one shape wins the first one). The noise
+  iterations, while c = 0 scores lowest at the start and leads into DDIM's collapse of a digits model to one shape,
+  a false trigger). The noise
   batch is drawn once (line 2), the sampler's own noise anew each iteration.
 
   ``confirm_batch`` > 0 (not in the paper): r is fitted to that one small noise batch and can make those samples

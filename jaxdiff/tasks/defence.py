@@ -120,7 +120,8 @@ def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gam
                               iterations=s.iterations,
                               batch=s.batch, lr=s.lr, kappa=s.kappa, kappa_d=s.kappa_d, kappa_plus=s.kappa_plus,
                               kappa_minus=s.kappa_minus, use_entropy=s.use_entropy if use_entropy is None else use_entropy,
-                              init=s.trigger_init, race_iterations=int(s.race_iterations), confirm_batch=int(s.confirm_batch), min_entropy=s.min_entropy,
+                              init=s.trigger_init, race_iterations=int(s.race_iterations),
+                              confirm_batch=int(s.confirm_batch), min_entropy=s.min_entropy,
                               callback=lambda h: bar.update(1))
   bar.close()
   return out
