@@ -62,7 +62,14 @@ def enable_compilation_cache(setting=None, min_compile_seconds=None):
   if path is None:
     return None
   if min_compile_seconds is None:
-    min_compile_seconds = float(os.environ.get("JAXDIFF_COMPILATION_CACHE_MIN_SECONDS", "1"))
+    setting_s = os.environ.get("JAXDIFF_COMPILATION_CACHE_MIN_SECONDS", "1")
+    try:
+      min_compile_seconds = float(setting_s)
+    except ValueError:
+      min_compile_seconds = -1.0
+    if not min_compile_seconds >= 0:
+      raise ConfigError(f"JAXDIFF_COMPILATION_CACHE_MIN_SECONDS = {setting_s!r} must be a number of seconds ≥ 0 "
+                        "(0 stores every program; unset: 1)")
   os.makedirs(path, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))

@@ -19,3 +19,15 @@ def test_run_once_equals_jit_for_a_unet_init_and_traces():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=3e-7, atol=1e-7)  # the same draws, ≤ 1-2 ulp
   shapes = jax.eval_shape(lambda k: run_once(model.init, k, *args[1:]), args[0])
   assert [s.shape for s in jax.tree_util.tree_leaves(shapes)] == [a.shape for a in jax.tree_util.tree_leaves(want)]
+
+
+def test_a_bad_compilation_cache_threshold_is_refused_before_the_cache_is_touched(tmp_path, monkeypatch):
+  import pytest
+  from jaxdiff.errors import ConfigError
+  from jaxdiff.parallel import enable_compilation_cache
+  before = jax.config.jax_persistent_cache_min_compile_time_secs
+  for bad in ("abc", "-1", "nan"):
+    monkeypatch.setenv("JAXDIFF_COMPILATION_CACHE_MIN_SECONDS", bad)
+    with pytest.raises(ConfigError, match="JAXDIFF_COMPILATION_CACHE_MIN_SECONDS = .* must be a number of seconds"):
+      enable_compilation_cache(str(tmp_path / "xla"))
+  assert not (tmp_path / "xla").exists() and jax.config.jax_persistent_cache_min_compile_time_secs == before

@@ -212,8 +212,9 @@ def repair_loss(schedule, loss="loss_p", gamma=0.0):
     No data term, so with nothing pruned and r = 0 the loss is 0 at θ.
     With ``gamma`` > 0 (a trigger r = μ that TrojDiff's sampling from γε + r inverted) the trigger term is
     γ²‖ε_θ'(x^b_t) − ε'‖² (the squared error of the trojan process's ε' = γ ε_θ) on TrojDiff's forward
-    x^b_t = √ᾱ_t x + √(1−ᾱ_t)(γε' + r) of the clean batch x (``triggered_input``): TrojDiff's own poisoning loss with the clean images as its targets, so TrojDiff's
-    reverse process from γε + r comes out as clean images (it is exact for the ε that loss is trained to).
+    x^b_t = √ᾱ_t x + √(1−ᾱ_t)(γε' + r) of the clean batch x (``triggered_input``): TrojDiff's own poisoning loss
+    with the clean images as its targets, so TrojDiff's reverse process from γε + r comes out as clean images (it
+    is exact for the ε that loss is trained to).
   """
   if loss not in REPAIR_LOSSES:
     raise ValueError(f"unknown repair loss {loss!r}: one of {REPAIR_LOSSES}")
