@@ -2,10 +2,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from jaxdiff.errors import ConfigError
 from jaxdiff.models import UNetConfig
 from jaxdiff.models.unet import UNet
-from jaxdiff.parallel import run_once
+from jaxdiff.parallel import enable_compilation_cache, run_once
 
 
 def test_run_once_equals_jit_for_a_unet_init_and_traces():
@@ -22,9 +24,6 @@ def test_run_once_equals_jit_for_a_unet_init_and_traces():
 
 
 def test_a_bad_compilation_cache_threshold_is_refused_before_the_cache_is_touched(tmp_path, monkeypatch):
-  import pytest
-  from jaxdiff.errors import ConfigError
-  from jaxdiff.parallel import enable_compilation_cache
   before = jax.config.jax_persistent_cache_min_compile_time_secs
   for bad in ("abc", "-1", "nan"):
     monkeypatch.setenv("JAXDIFF_COMPILATION_CACHE_MIN_SECONDS", bad)

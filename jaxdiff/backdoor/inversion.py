@@ -123,8 +123,7 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   — and after the race only the leader goes on. A VillanDiffusion trigger, the −1 background with a sign in it,
   fires through DDIM only near its own pattern: from c = −1 the objective starts high and falls to ~1e-4 within a few
   iterations, while c = 0 scores lowest at the start and leads into DDIM's collapse of a digits model to one shape,
-  a false trigger). The noise
-  batch is drawn once (line 2), the sampler's own noise anew each iteration.
+  a false trigger). The noise batch is drawn once (line 2), the sampler's own noise anew each iteration.
 
   ``confirm_batch`` > 0 (not in the paper): r is fitted to that one small noise batch and can make those samples
   alike without any backdoor (a clean digits model reached MSCR 0.5 on 16 samples, 0.23–0.34 on fresh ones), so a
