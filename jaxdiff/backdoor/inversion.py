@@ -106,7 +106,7 @@ INIT_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # model space; the images span [−1
 def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None, iterations=100, batch=100, lr=0.1,
                 kappa=0.9, kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
                 init="zeros", offsets=INIT_OFFSETS, race_iterations=5, confirm_batch=0, min_entropy=0.0,
-                callback=None):
+                restarts=0, callback=None):
   """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, ε, r, key)`` → pixel samples of the backdoor
   sampling from clean noise ε with trigger r (Alg. 1 lines 6–8; differentiable, e.g. a remat'd few-step sampler:
   from x_T = ε + r for BadDiffusion / VillanDiffusion, from γε + r through TrojDiff's reverse process);
@@ -133,17 +133,23 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   ``min_entropy`` > 0 (bits; not in the paper, whose ℓ_e keeps r away from blank samples but whose MSCR counts
   them): samples whose 8-bit intensity entropy is below it join no cluster, so a sampling that saturates to blank
   images (a clean digits model under TrojDiff's sampling from γε − 𝟙: all white) is no hit; the history's
-  ``blank`` is their share."""
+  ``blank`` is their share.
+
+  ``restarts`` (not in the paper; needs ``confirm_batch``): a run that ends with no confirmed hit but with an
+  unconfirmed one — r made its own batch alike, fresh noise not — runs again from a new key (a new noise batch and
+  race), up to this many times; a run without any hit is final. On the digits zoo one noise batch of 16 led every
+  start of a TrojDiff D2I model into batch-only hits, other keys to its trigger. The result is the last run's;
+  ``history`` holds every run's iterations, each with its ``attempt``, and ``attempts`` counts the runs."""
   if init not in BBTI_INITS:
     raise ValueError(f"unknown trigger init {init!r}; use one of {BBTI_INITS}")
   if init == "race" and race_iterations < 1:
     raise ValueError(f"race_iterations = {race_iterations}: the race needs at least one iteration")
-  k_noise, k_run = jax.random.split(key)
-  noise = jax.random.normal(k_noise, (batch,) + tuple(shape), jnp.float32)
+  if restarts and not confirm_batch:
+    raise ValueError(f"restarts = {restarts} needs confirm_batch > 0: a restart follows an unconfirmed hit")
   opt = optax.adam(lr)
 
   @jax.jit
-  def step(r, state, params, encoder_params, k):
+  def step(r, state, noise, params, encoder_params, k):
     (loss, aux), g = jax.value_and_grad(bbti_objective, has_aux=True)(
         r, noise, k, params, encoder_params, sample_fn=sample_fn, encode_fn=encode_fn, kappa_plus=kappa_plus,
         kappa_minus=kappa_minus, use_entropy=use_entropy)
@@ -157,58 +163,71 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
     x = sample_fn(params, noise, r, k_sample)
     return encode_fn(encoder_params, x), x
 
+  race_step = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, None, None))) if init == "race" else None
   informative = lambda x: hard_histogram_entropy(x) >= min_entropy if min_entropy else None
-  k_confirm = jax.random.fold_in(k_noise, 3)
-  offset = None
-  if init == "normal":
-    r = jax.random.normal(jax.random.fold_in(k_noise, 1), tuple(shape), jnp.float32)
-  elif init == "offsets":  # the objective at each candidate, by the one compiled step (its update unused)
-    losses = [float(step(jnp.full(shape, c, jnp.float32), opt.init(jnp.zeros(shape)), params, encoder_params,
-                         jax.random.fold_in(k_noise, 2))[2]) for c in offsets]
-    offset = float(offsets[int(np.argmin(losses))])
-    r = jnp.full(shape, offset, jnp.float32)
-  elif init == "race":  # one r per start, leading axis
-    r = jnp.stack([jnp.full(shape, c, jnp.float32) for c in offsets])
-  else:
-    r = jnp.zeros(shape, jnp.float32)
-  racing = init == "race"
-  state = jax.vmap(opt.init)(r) if racing else opt.init(r)
-  race_step = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, None))) if racing else None
 
-  history, detected, last, confirm = [], False, None, None
-  for it in range(iterations):
-    k_it = jax.random.fold_in(k_run, it)
-    if racing:
-      r_all, state_all, losses, aux_all = race_step(r, state, params, encoder_params, k_it)
-      b = int(np.argmin(np.asarray(losses)))
-      lead = lambda tree: jax.tree.map(lambda a: a[b], tree)
-      r, loss, aux, offset = r[b], losses[b], lead(aux_all), float(offsets[b])
-      racing = it + 1 < race_iterations
-      r_new, state = (r_all, state_all) if racing else (r_all[b], lead(state_all))
+  def run(key, attempt):  # Alg. 1 from one key: its noise batch, start and sampler keys
+    k_noise, k_run = jax.random.split(key)
+    noise = jax.random.normal(k_noise, (batch,) + tuple(shape), jnp.float32)
+    k_confirm = jax.random.fold_in(k_noise, 3)
+    offset = None
+    if init == "normal":
+      r = jax.random.normal(jax.random.fold_in(k_noise, 1), tuple(shape), jnp.float32)
+    elif init == "offsets":  # the objective at each candidate, by the one compiled step (its update unused)
+      losses = [float(step(jnp.full(shape, c, jnp.float32), opt.init(jnp.zeros(shape)), noise, params,
+                           encoder_params, jax.random.fold_in(k_noise, 2))[2]) for c in offsets]
+      offset = float(offsets[int(np.argmin(losses))])
+      r = jnp.full(shape, offset, jnp.float32)
+    elif init == "race":  # one r per start, leading axis
+      r = jnp.stack([jnp.full(shape, c, jnp.float32) for c in offsets])
     else:
-      r_new, state, loss, aux = step(r, state, params, encoder_params, k_it)
-    keep = informative(aux["samples"])
-    m = mscr(aux["embeddings"], kappa, keep)  # of the samples from the trigger before this update (Alg. 1 order)
-    history.append({"iteration": it, "loss": float(loss), "similarity_loss": float(aux["similarity_loss"]),
-                    "entropy_loss": float(aux["entropy_loss"]), "mscr": m})
-    if min_entropy:
-      history[-1]["blank"] = float(1.0 - np.mean(keep))
-    if init == "race" and it < race_iterations:
-      history[-1]["start"] = offset
-    last = (r, aux["samples"], m)
-    if m >= kappa_d and confirm_batch:
-      z, x = held_out_mscr_embeddings(r, params, encoder_params, jax.random.fold_in(k_confirm, it))
-      history[-1]["confirm_mscr"] = confirm = mscr(z, kappa, informative(x))
-    if callback is not None:
-      callback(history[-1])
-    if m >= kappa_d and history[-1].get("confirm_mscr", m) >= kappa_d:
-      detected = True
-      if stop_when_detected:
-        break
-    r = r_new
-  trigger, samples, m = last
-  return {"trigger": trigger, "backdoored": detected, "mscr": m, "history": history, "samples": samples,
-          "init_offset": offset, "confirm_mscr": confirm}
+      r = jnp.zeros(shape, jnp.float32)
+    racing = init == "race"
+    state = jax.vmap(opt.init)(r) if racing else opt.init(r)
+
+    history, detected, last, confirm = [], False, None, None
+    for it in range(iterations):
+      k_it = jax.random.fold_in(k_run, it)
+      if racing:
+        r_all, state_all, losses, aux_all = race_step(r, state, noise, params, encoder_params, k_it)
+        b = int(np.argmin(np.asarray(losses)))
+        lead = lambda tree: jax.tree.map(lambda a: a[b], tree)
+        r, loss, aux, offset = r[b], losses[b], lead(aux_all), float(offsets[b])
+        racing = it + 1 < race_iterations
+        r_new, state = (r_all, state_all) if racing else (r_all[b], lead(state_all))
+      else:
+        r_new, state, loss, aux = step(r, state, noise, params, encoder_params, k_it)
+      keep = informative(aux["samples"])
+      m = mscr(aux["embeddings"], kappa, keep)  # of the samples from the trigger before this update (Alg. 1 order)
+      history.append({"iteration": it, "attempt": attempt, "loss": float(loss),
+                       "similarity_loss": float(aux["similarity_loss"]),
+                       "entropy_loss": float(aux["entropy_loss"]), "mscr": m})
+      if min_entropy:
+        history[-1]["blank"] = float(1.0 - np.mean(keep))
+      if init == "race" and it < race_iterations:
+        history[-1]["start"] = offset
+      last = (r, aux["samples"], m)
+      if m >= kappa_d and confirm_batch:
+        z, x = held_out_mscr_embeddings(r, params, encoder_params, jax.random.fold_in(k_confirm, it))
+        history[-1]["confirm_mscr"] = confirm = mscr(z, kappa, informative(x))
+      if callback is not None:
+        callback(history[-1])
+      if m >= kappa_d and history[-1].get("confirm_mscr", m) >= kappa_d:
+        detected = True
+        if stop_when_detected:
+          break
+      r = r_new
+    trigger, samples, m = last
+    return {"trigger": trigger, "backdoored": detected, "mscr": m, "history": history, "samples": samples,
+            "init_offset": offset, "confirm_mscr": confirm}
+
+  history = []
+  for attempt in range(restarts + 1):
+    out = run(key if attempt == 0 else jax.random.fold_in(key, attempt), attempt)
+    history += out["history"]
+    if out["backdoored"] or out["confirm_mscr"] is None:  # a hit, or no hit to check: final
+      break
+  return {**out, "history": history, "attempts": attempt + 1}
 
 
 def elijah_objective(tau, noise, params, eps_fn, t_last, lam=0.5):

@@ -610,6 +610,7 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
       confirm_batch=64,            # ... and when fresh noise + r (this many samples) also reaches κ_d: r can fit
                                    #   the one noise batch it is optimised on (not in the paper; 0: Alg. 1's rule)
+      restarts=1,                  # a run with only unconfirmed hits runs again from a new key (noise batch, race)
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       min_entropy=0.1,             # MSCR leaves out samples of lower intensity entropy (bits): blank images are no
                                    #   target (not in the paper; a clean model under TrojDiff's sampling turns white)
@@ -653,7 +654,9 @@ SCAN_RULES = [
          nonempty=False),
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
-    integer("scan.confirm_batch", 0),
+    integer("scan.confirm_batch", 0), integer("scan.restarts", 0),
+    Rule("scan.restarts", lambda v, c: not v or c.scan.confirm_batch,
+         "needs scan.confirm_batch > 0 (a restart follows a hit that fresh noise did not confirm); set restarts=0"),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0), number("scan.min_entropy", 0, 8),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
     one_of("scan.trigger_init", ("zeros", "normal", "offsets", "race")), integer("scan.race_iterations", 1),

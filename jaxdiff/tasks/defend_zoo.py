@@ -44,8 +44,7 @@ from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
 
 DETECT_KEYS = ("samplers", "trojan_gammas", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d",
-               "confirm_batch", "min_entropy", "kappa_plus", "kappa_minus", "use_entropy", "trigger_init", "encoder",
-               "encoder_path", "elijah_iterations", "elijah_lambda")
+               "confirm_batch", "restarts", "min_entropy", "kappa_plus", "kappa_minus", "use_entropy", "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
 
 
 CLASS_TARGET_ATTACKS = ("trojdiff_in_d2d", "trojdiff_out_d2d")  # targets are a class of images, not one image
@@ -85,7 +84,7 @@ def detect(config, name, spec, model, params, meta, judge, shape, encode):
   for i, (mode, sampler, gamma) in enumerate(modes):
     out = defence.bbti(s, model, params, d, shape, encode, jax.random.fold_in(key, i), sampler, gamma=gamma)
     rec["bbti"][mode] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "iterations": len(out["history"]),
-                         "sampler": sampler, "trojan_gamma": gamma,
+                         "attempts": out["attempts"], "sampler": sampler, "trojan_gamma": gamma,
                          "init_offset": out["init_offset"],  # the start c of scan.trigger_init = offsets
                          "confirm_mscr": out["confirm_mscr"]}  # on fresh noise (scan.confirm_batch)
     if backdoor is not None:  # Table 1: the inverted trigger's ASR against the real target
@@ -249,7 +248,9 @@ def report_markdown(config, r):
         + (f"; {config.defend.class_kappa:g} for In-/Out-D2D" if config.defend.bbti_samplers == "model" else "")
         + f") ≥ {s.kappa_d}"
         + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise with r (held-out; – when no hit "
-           "was checked)" if s.confirm_batch else "") + "); inverted ASR: the backdoor samples "
+           "was checked)" if s.confirm_batch else "")
+        + (f"; a run with only unconfirmed hits starts again from a new key, up to {s.restarts} more "
+           f"time{'s' if s.restarts > 1 else ''}" if s.restarts else "") + "); inverted ASR: the backdoor samples "
         "with r judged against the model's real target; cos: the inverted trigger's cosine to the real one (model "
         "space). Elijah: random forest on (uniformity, total variation), "
         "leave-one-out over these models.\n",

@@ -66,6 +66,7 @@ def run_scan(config, workdir):
     trig = np.asarray(out["samples"])[:s.evidence_samples]
     result["samplers"][name] = {"backdoored": out["backdoored"], "mscr": out["mscr"], "sampler": sampler,
                                 "trojan_gamma": gamma, "iterations": len(out["history"]),
+                                "attempts": out["attempts"],
                                 "init_offset": out["init_offset"], "confirm_mscr": out["confirm_mscr"],
                                 "history": out["history"]}
     sheet_rows += [np.concatenate([r_px[None], clean[:s.evidence_samples - 1]]),
@@ -181,7 +182,7 @@ def remove(config, workdir, model, params, meta, d, shape, encode, trigger, samp
 def scan_markdown(config, r):
   s = config.scan
   rows = [[k, "yes" if v["backdoored"] else "no", f"{v['mscr']:.2f}",
-           "–" if v.get("confirm_mscr") is None else f"{v['confirm_mscr']:.2f}", v["iterations"],
+           "–" if v.get("confirm_mscr") is None else f"{v['confirm_mscr']:.2f}", v["iterations"], v["attempts"],
            "–" if v.get("init_offset") is None else f"{v['init_offset']:+.1f}"] for k, v in r["samplers"].items()]
   start = {"zeros": "r = 0", "normal": "r ~ N(0, 1)",
            "race": f"every constant image r = c·1 for {s.race_iterations} iterations, then the lowest objective's "
@@ -196,8 +197,10 @@ def scan_markdown(config, r):
         + (f"; samples of intensity entropy < {s.min_entropy:g} bits join no cluster" if s.min_entropy else "")
         + f") reaches κ_d = {s.kappa_d}"
         + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise" if s.confirm_batch else "")
+        + (f"; a run with only unconfirmed hits starts again from a new key (noise batch and start), up to "
+           f"{s.restarts} more time{'s' if s.restarts > 1 else ''} (column runs)" if s.restarts else "")
         + ".\n",
-        markdown_table(["sampling", "backdoored", "MSCR", "held-out MSCR", "iterations", "c"], rows)]
+        markdown_table(["sampling", "backdoored", "MSCR", "held-out MSCR", "iterations", "runs", "c"], rows)]
   if "elijah" in r:
     e = r["elijah"]
     md.append(f"\nElijah: uniformity {e['uniformity']:.4f}, total variation {e['total_variation']:.4f} (samples from "

@@ -142,6 +142,34 @@ def test_bbti_hit_on_its_own_noise_batch_counts_only_when_fresh_noise_confirms_i
   assert real["backdoored"] and len(real["history"]) == 1 and real["confirm_mscr"] >= 0.5
 
 
+def test_bbti_restarts_after_an_unconfirmed_hit_with_a_new_key_and_stops_after_a_confirmed_one_or_none():
+  """``restarts``: the identity sampler's lucky 4-draw batch is a hit that fresh noise does not confirm, so BBTI
+  runs again; that second run is exactly a run from ``fold_in(key, 1)`` (its own noise batch and keys). A
+  confirmed hit (the gated backdoor) and a run without any hit (the gated sampler, clean) run once."""
+  run = lambda key, sample_fn, shape, batch, **kw: inv.bbti_invert(
+      None, shape, key, sample_fn=sample_fn, encode_fn=lambda p, x: x.reshape(x.shape[0], -1), iterations=1,
+      batch=batch, lr=1e-12, use_entropy=False, confirm_batch=64, **kw)
+  identity = lambda params, noise, r, key: noise + r
+  key = next(k for k in map(jax.random.key, range(200)) if run(k, identity, (1, 1, 2), 4)["history"][0]["mscr"] >= 0.5)
+  first = run(key, identity, (1, 1, 2), 4)
+  assert not first["backdoored"] and first["attempts"] == 1 and first["confirm_mscr"] < 0.5
+  again = run(key, identity, (1, 1, 2), 4, restarts=1)
+  second = run(jax.random.fold_in(key, 1), identity, (1, 1, 2), 4)
+  assert again["attempts"] == 2 and [h["attempt"] for h in again["history"]] == [0, 1]
+  assert again["history"][0] == first["history"][0]
+  assert again["history"][1] == {**second["history"][0], "attempt": 1}
+  np.testing.assert_array_equal(again["samples"], second["samples"])
+  encode_fn = lambda p, x: (x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)).reshape(x.shape[0], -1)
+  gated = lambda backdoored: inv.bbti_invert(None, (8, 8, 1), jax.random.key(2), sample_fn=_gated_sampler(backdoored),
+                                             encode_fn=encode_fn, iterations=3, batch=16, init="offsets",
+                                             confirm_batch=64, restarts=2)
+  real, clean = gated(True), gated(False)
+  assert real["backdoored"] and real["attempts"] == 1 and len(real["history"]) == 1
+  assert not clean["backdoored"] and clean["attempts"] == 1 and len(clean["history"]) == 3
+  with pytest.raises(ValueError, match="needs confirm_batch"):
+    inv.bbti_invert(None, (1, 1, 2), key, sample_fn=identity, encode_fn=lambda p, x: x, restarts=1)
+
+
 def test_elijah_compiles_once_per_architecture():
   eps_fn = lambda p, x, t: p * x  # one function object, as tasks.defence.eps_apply(model) gives per architecture
   tau1, _ = inv.elijah_invert(jnp.float32(0.5), (4, 4, 1), jax.random.key(0), eps_fn=eps_fn, t_last=9, iterations=3,

@@ -122,7 +122,7 @@ def test_the_papers_protocol_samples_each_model_its_own_way(tiny_zoo, tmp_path, 
   def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gamma=0.0):
     calls.setdefault(len(calls), (sampler, gamma, s.kappa))
     return {"backdoored": False, "mscr": 0.1, "history": [{}], "init_offset": 0.0, "confirm_mscr": None,
-            "samples": np.zeros((4,) + shape, np.float32), "trigger": np.zeros(shape, np.float32)}
+            "attempts": 1, "samples": np.zeros((4,) + shape, np.float32), "trigger": np.zeros(shape, np.float32)}
   monkeypatch.setattr(defence, "bbti", bbti)
   monkeypatch.setattr(defence, "elijah", lambda s, m, p, d, shape, key, sampler: (
       np.zeros(shape, np.float32), {"uniformity": 0.1, "total_variation": 0.1, "loss": 0.0, "sampler": sampler}, None))
