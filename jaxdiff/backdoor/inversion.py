@@ -136,11 +136,11 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   ``blank`` is their share.
 
   ``restarts`` (not in the paper; needs ``confirm_batch``): a run that ends with no confirmed hit but with an
-  unconfirmed one — r made its own batch alike, fresh noise not — runs again from a new key (a new noise batch and
-  race), up to this many times; a run without any hit is final. On the digits zoo a TrojDiff D2I model's trigger
-  was found from half the keys (5 of 10, batch 16); from the others the run ends in hits on its own batch only
-  (held-out ≤ 0.17). The result is the last run's; ``history`` holds every run's iterations, each with its
-  ``attempt``, and ``attempts`` counts the runs."""
+  unconfirmed one — r made its own batch alike, fresh noise not — runs again from a new key (a new noise batch, the
+  start drawn, scored or raced again on it), up to this many times; a run without any hit is final. On the digits
+  zoo a TrojDiff D2I model's trigger was found from half the keys (5 of 10, batch 16); from the others the run
+  ends in hits on its own batch only (held-out ≤ 0.17). The result is the last run's; ``history`` holds every
+  run's iterations, each with its ``attempt``, and ``attempts`` counts the runs."""
   if init not in BBTI_INITS:
     raise ValueError(f"unknown trigger init {init!r}; use one of {BBTI_INITS}")
   if init == "race" and race_iterations < 1:

@@ -610,7 +610,7 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
       confirm_batch=64,            # ... and when fresh noise + r (this many samples) also reaches κ_d: r can fit
                                    #   the one noise batch it is optimised on (not in the paper; 0: Alg. 1's rule)
-      restarts=1,                  # a run with only unconfirmed hits runs again from a new key (noise batch, race)
+      restarts=1,                  # a run with only unconfirmed hits runs again from a new key (noise batch, start)
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       min_entropy=0.1,             # MSCR leaves out samples of lower intensity entropy (bits): blank images are no
                                    #   target (not in the paper; a clean model under TrojDiff's sampling turns white)
