@@ -610,7 +610,8 @@ def add_scan(c, *, model="", encoder_path=""):
       kappa_d=0.5,                 # backdoored when MSCR ≥ κ_d
       confirm_batch=64,            # ... and when fresh noise + r (this many samples) also reaches κ_d: r can fit
                                    #   the one noise batch it is optimised on (not in the paper; 0: Alg. 1's rule)
-      restarts=1,                  # a run with only unconfirmed hits runs again from a new key (noise batch, start)
+      restarts=5,                  # a run with only unconfirmed hits runs again from a new key (noise batch, start)
+      patience=10,                 # ... and gives up after this many unconfirmed hits while a restart remains
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       min_entropy=0.1,             # MSCR leaves out samples of lower intensity entropy (bits): blank images are no
                                    #   target (not in the paper; a clean model under TrojDiff's sampling turns white)
@@ -654,7 +655,7 @@ SCAN_RULES = [
          nonempty=False),
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
-    integer("scan.confirm_batch", 0), integer("scan.restarts", 0),
+    integer("scan.confirm_batch", 0), integer("scan.restarts", 0), integer("scan.patience", 0),
     Rule("scan.restarts", lambda v, c: not v or c.scan.confirm_batch,
          "needs scan.confirm_batch > 0 (a restart follows a hit that fresh noise did not confirm); set restarts=0"),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0), number("scan.min_entropy", 0, 8),

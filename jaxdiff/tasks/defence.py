@@ -122,7 +122,8 @@ def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gam
                               kappa_minus=s.kappa_minus, use_entropy=s.use_entropy if use_entropy is None else use_entropy,
                               init=s.trigger_init, race_iterations=int(s.race_iterations),
                               confirm_batch=int(s.confirm_batch), min_entropy=s.min_entropy,
-                              restarts=int(s.restarts), callback=lambda h: _advance(bar, h, s.iterations))
+                              restarts=int(s.restarts), patience=int(s.patience),
+                              callback=lambda h: _advance(bar, h, s.iterations))
   bar.close()
   return out
 
@@ -130,7 +131,7 @@ def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gam
 def _advance(bar, entry, iterations):
   """One BBTI iteration on the progress bar; a restart (``attempt`` > 0) lengthens the bar by a run."""
   if entry["attempt"] and entry["iteration"] == 0:
-    bar.total += iterations
+    bar.total = bar.n + iterations
     bar.refresh()
   bar.update(1)
 

@@ -44,8 +44,8 @@ from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
 
 DETECT_KEYS = ("samplers", "trojan_gammas", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d",
-               "confirm_batch", "restarts", "min_entropy", "kappa_plus", "kappa_minus", "use_entropy", "trigger_init",
-               "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
+               "confirm_batch", "restarts", "patience", "min_entropy", "kappa_plus", "kappa_minus", "use_entropy",
+               "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
 
 
 CLASS_TARGET_ATTACKS = ("trojdiff_in_d2d", "trojdiff_out_d2d")  # targets are a class of images, not one image
@@ -251,7 +251,9 @@ def report_markdown(config, r):
         + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise with r (held-out; – when no hit "
            "was checked)" if s.confirm_batch else "")
         + (f"; a run with only unconfirmed hits starts again from a new key, up to {s.restarts} more "
-           f"time{'s' if s.restarts > 1 else ''}" if s.restarts else "") + "); inverted ASR: the backdoor samples "
+           f"time{'s' if s.restarts > 1 else ''}" if s.restarts else "")
+        + (f", giving up after {s.patience} unconfirmed hits while a restart remains" if s.restarts and s.patience
+           else "") + "); inverted ASR: the backdoor samples "
         "with r judged against the model's real target; cos: the inverted trigger's cosine to the real one (model "
         "space). Elijah: random forest on (uniformity, total variation), "
         "leave-one-out over these models.\n",

@@ -170,6 +170,29 @@ def test_bbti_restarts_after_an_unconfirmed_hit_with_a_new_key_and_stops_after_a
     inv.bbti_invert(None, (1, 1, 2), key, sample_fn=identity, encode_fn=lambda p, x: x, restarts=1)
 
 
+def test_bbti_patience_gives_up_a_run_of_unconfirmed_hits_while_a_restart_remains():
+  """``patience``: r cannot move (lr 1e-12), so a lucky 4-draw batch of the identity sampler is an unconfirmed hit
+  at every iteration. With patience 3 the run stops after its third and the next key's run starts; without
+  patience, or on the last run, the run goes to ``iterations``. A run that gives up matches the same run without
+  patience up to that point."""
+  run = lambda key, iterations=8, **kw: inv.bbti_invert(
+      None, (1, 1, 2), key, sample_fn=lambda params, noise, r, key: noise + r,
+      encode_fn=lambda p, x: x.reshape(x.shape[0], -1), iterations=iterations, batch=4, lr=1e-12, use_entropy=False,
+      confirm_batch=64, **kw)
+  lucky = lambda k: run(k, iterations=1)["history"][0]["mscr"] >= 0.5
+  key = next(k for k in map(jax.random.key, range(400)) if lucky(k) and lucky(jax.random.fold_in(k, 1)))
+  full = run(key)
+  assert len(full["history"]) == 8 and all(h["confirm_mscr"] < 0.5 for h in full["history"])
+  quick = run(key, restarts=2, patience=3)
+  per_run = [[h for h in quick["history"] if h["attempt"] == a] for a in range(quick["attempts"])]
+  assert quick["attempts"] == 3 and [len(h) for h in per_run[:2]] == [3, 3]
+  assert per_run[0] == full["history"][:3]
+  assert len(per_run[2]) == 8 and not quick["backdoored"]  # the last run: no one to give up for
+  assert len(run(key, restarts=0, patience=3)["history"]) == 8
+  with pytest.raises(ValueError, match="patience = -1"):
+    run(key, restarts=1, patience=-1)
+
+
 def test_elijah_compiles_once_per_architecture():
   eps_fn = lambda p, x, t: p * x  # one function object, as tasks.defence.eps_apply(model) gives per architecture
   tau1, _ = inv.elijah_invert(jnp.float32(0.5), (4, 4, 1), jax.random.key(0), eps_fn=eps_fn, t_last=9, iterations=3,

@@ -36,8 +36,8 @@ def test_scan_tiny_writes_the_verdict_and_the_evidence(tmp_path):
   assert saved["samplers"]["ddim+trojdiff0.6"]["trojan_gamma"] == 0.6 and saved["samplers"]["ddim"]["trojan_gamma"] == 0
   assert saved["samplers"]["ddim"]["init_offset"] in (-1.0, -0.5, 0.0, 0.5, 1.0)  # the default start: race
   c0 = saved["samplers"]["ddim"]["init_offset"]
-  ddim = saved["samplers"]["ddim"]  # scan.restarts = 1: a second run only after an unconfirmed hit
-  assert ddim["attempts"] == 1 + max(h["attempt"] for h in ddim["history"]) <= 2
+  ddim = saved["samplers"]["ddim"]  # scan.restarts = 5: another run only after an unconfirmed hit
+  assert ddim["attempts"] == 1 + max(h["attempt"] for h in ddim["history"]) <= 6
   assert "| iterations | runs | c |" in open(wd / "scan.md").read() and f"| {c0:+.1f} |" in open(wd / "scan.md").read()
   for f in ("trigger.png", "evidence.png", "scan.md"):
     assert os.path.getsize(wd / f) > 100, f
@@ -94,7 +94,11 @@ def test_scan_refuses_bad_inputs(tmp_path):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.confirm_batch = 0  # restarts follow unconfirmed hits: none without the held-out check
-  with pytest.raises(ConfigError, match=r"config\.scan\.restarts = 1: needs scan\.confirm_batch > 0"):
+  with pytest.raises(ConfigError, match=r"config\.scan\.restarts = 5: needs scan\.confirm_batch > 0"):
+    run_scan(c, str(tmp_path / "wd"))
+  c = _tiny(tmp_path)
+  c.scan.patience = -1
+  with pytest.raises(ConfigError, match=r"config\.scan\.patience = -1: must be an integer ≥ 0"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
   c.scan.encoder = "dino"
