@@ -129,7 +129,8 @@ def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gam
 
 
 def _advance(bar, entry, iterations):
-  """One BBTI iteration on the progress bar; a restart (``attempt`` > 0) lengthens the bar by a run."""
+  """One BBTI iteration on the progress bar; a restart (``attempt`` > 0) sets its total to one more run from here
+  (the run before may have given up early: ``scan.patience``)."""
   if entry["attempt"] and entry["iteration"] == 0:
     bar.total = bar.n + iterations
     bar.refresh()
