@@ -137,6 +137,15 @@ def _advance(bar, entry, iterations):
   bar.update(1)
 
 
+def restarts_text(s):
+  """The report's phrase for scan block ``s``'s restarts and patience ("" without restarts)."""
+  if not s.restarts:
+    return ""
+  return (f"; a run with only unconfirmed hits starts again from a new key (noise batch and start), up to "
+          f"{s.restarts} more time{'s' if s.restarts > 1 else ''}"
+          + (f", giving up after {s.patience} unconfirmed hits while a restart remains" if s.patience else ""))
+
+
 def verdict_rank(out):
   """How a sampler's BBTI result ranks for the scan's verdict: a confirmed hit before any unconfirmed MSCR (with
   ``scan.confirm_batch`` a clean sampler can end at a higher MSCR on its own batch than a confirmed one), then MSCR."""

@@ -250,10 +250,7 @@ def report_markdown(config, r):
         + f") ≥ {s.kappa_d}"
         + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise with r (held-out; – when no hit "
            "was checked)" if s.confirm_batch else "")
-        + (f"; a run with only unconfirmed hits starts again from a new key, up to {s.restarts} more "
-           f"time{'s' if s.restarts > 1 else ''}" if s.restarts else "")
-        + (f", giving up after {s.patience} unconfirmed hits while a restart remains" if s.restarts and s.patience
-           else "") + "); inverted ASR: the backdoor samples "
+        + defence.restarts_text(s) + "); inverted ASR: the backdoor samples "
         "with r judged against the model's real target; cos: the inverted trigger's cosine to the real one (model "
         "space). Elijah: random forest on (uniformity, total variation), "
         "leave-one-out over these models.\n",

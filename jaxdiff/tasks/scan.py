@@ -197,10 +197,7 @@ def scan_markdown(config, r):
         + (f"; samples of intensity entropy < {s.min_entropy:g} bits join no cluster" if s.min_entropy else "")
         + f") reaches κ_d = {s.kappa_d}"
         + (f" on the optimised batch and on {s.confirm_batch} samples from fresh noise" if s.confirm_batch else "")
-        + (f"; a run with only unconfirmed hits starts again from a new key (noise batch and start), up to "
-           f"{s.restarts} more time{'s' if s.restarts > 1 else ''} (column runs)" if s.restarts else "")
-        + (f", giving up after {s.patience} unconfirmed hits while a restart remains" if s.restarts and s.patience
-           else "")
+        + (defence.restarts_text(s) + " (column runs)" if s.restarts else "")
         + ".\n",
         markdown_table(["sampling", "backdoored", "MSCR", "held-out MSCR", "iterations", "runs", "c"], rows)]
   if "elijah" in r:
