@@ -106,7 +106,7 @@ INIT_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # model space; the images span [−1
 def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None, iterations=100, batch=100, lr=0.1,
                 kappa=0.9, kappa_d=0.5, kappa_plus=8.5, kappa_minus=0.1, use_entropy=True, stop_when_detected=True,
                 init="zeros", offsets=INIT_OFFSETS, race_iterations=5, confirm_batch=0, min_entropy=0.0,
-                restarts=0, patience=0, callback=None):
+                restarts=0, patience=0, budget=0, callback=None):
   """Diff-Cleanse Alg. 1. ``shape`` = (H, W, C); ``sample_fn(params, ε, r, key)`` → pixel samples of the backdoor
   sampling from clean noise ε with trigger r (Alg. 1 lines 6–8; differentiable, e.g. a remat'd few-step sampler:
   from x_T = ε + r for BadDiffusion / VillanDiffusion, from γε + r through TrojDiff's reverse process);
@@ -145,7 +145,11 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   ``patience`` (not in the paper; 0: off): while a restart remains, a run gives up after this many unconfirmed hits
   and the next run starts at once. On the TrojDiff D2I model the runs that found the trigger confirmed it by
   iteration 8 after at most 2 unconfirmed hits; the others went on from their first hit (iteration 19–35) to the
-  end with only unconfirmed ones. The last run always goes to ``iterations``."""
+  end with only unconfirmed ones. The last run goes to ``iterations`` (or to the end of ``budget``).
+
+  ``budget`` (not in the paper; 0: none; at least ``iterations``): at most this many iterations over all runs; the
+  run that reaches it stops there. It bounds the time on a model with unconfirmed hits in every run, which could
+  otherwise take (``restarts`` + 1) · ``iterations``."""
   if init not in BBTI_INITS:
     raise ValueError(f"unknown trigger init {init!r}; use one of {BBTI_INITS}")
   if init == "race" and race_iterations < 1:
@@ -154,6 +158,8 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
     raise ValueError(f"restarts = {restarts} needs confirm_batch > 0: a restart follows an unconfirmed hit")
   if patience < 0:
     raise ValueError(f"patience = {patience}: use 0 (off) or the number of unconfirmed hits a run may have")
+  if budget and budget < iterations:
+    raise ValueError(f"budget = {budget} < iterations = {iterations}: use 0 (none) or at least one full run")
   opt = optax.adam(lr)
 
   @jax.jit
@@ -174,7 +180,7 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   race_step = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, None, None))) if init == "race" else None
   informative = lambda x: hard_histogram_entropy(x) >= min_entropy if min_entropy else None
 
-  def run(key, attempt, patience):  # Alg. 1 from one key: its noise batch, start and sampler keys
+  def run(key, attempt, patience, length):  # Alg. 1 from one key: its noise batch, start and sampler keys
     k_noise, k_run = jax.random.split(key)
     noise = jax.random.normal(k_noise, (batch,) + tuple(shape), jnp.float32)
     k_confirm = jax.random.fold_in(k_noise, 3)
@@ -194,7 +200,7 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
     state = jax.vmap(opt.init)(r) if racing else opt.init(r)
 
     history, detected, last, confirm, unconfirmed = [], False, None, None, 0
-    for it in range(iterations):
+    for it in range(length):
       k_it = jax.random.fold_in(k_run, it)
       if racing:
         r_all, state_all, losses, aux_all = race_step(r, state, noise, params, encoder_params, k_it)
@@ -236,9 +242,10 @@ def bbti_invert(params, shape, key, *, sample_fn, encode_fn, encoder_params=None
   history = []
   for attempt in range(restarts + 1):
     k_attempt = key if attempt == 0 else jax.random.fold_in(key, attempt)
-    out = run(k_attempt, attempt, patience if attempt < restarts else 0)
+    length = min(iterations, budget - len(history)) if budget else iterations
+    out = run(k_attempt, attempt, patience if attempt < restarts else 0, length)
     history += out["history"]
-    if out["backdoored"] or out["confirm_mscr"] is None:  # a hit, or no hit to check: final
+    if out["backdoored"] or out["confirm_mscr"] is None or len(history) == budget:  # a hit, no hit to check, spent
       break
   return {**out, "history": history, "attempts": attempt + 1}
 

@@ -612,6 +612,7 @@ def add_scan(c, *, model="", encoder_path=""):
                                    #   the one noise batch it is optimised on (not in the paper; 0: Alg. 1's rule)
       restarts=5,                  # a run with only unconfirmed hits runs again from a new key (noise batch, start)
       patience=10,                 # ... and gives up after this many unconfirmed hits while a restart remains
+      budget=300,                  # ... and all runs together stop after this many iterations (0: none)
       kappa_plus=8.5, kappa_minus=0.1, use_entropy=True,  # ℓ_e bounds (bits of the 8-bit histogram); Table 3
       min_entropy=0.1,             # MSCR leaves out samples of lower intensity entropy (bits): blank images are no
                                    #   target (not in the paper; a clean model under TrojDiff's sampling turns white)
@@ -656,6 +657,9 @@ SCAN_RULES = [
     integer("scan.num_steps", 1), integer("scan.iterations", 1), integer("scan.batch", 2),
     number("scan.lr", 0, lo_open=True), number("scan.kappa", -1, 1), number("scan.kappa_d", 0, 1),
     integer("scan.confirm_batch", 0), integer("scan.restarts", 0), integer("scan.patience", 0),
+    integer("scan.budget", 0),
+    Rule("scan.budget", lambda v, c: not v or v >= c.scan.iterations,
+         "must be 0 (none) or at least scan.iterations (one full run)"),
     Rule("scan.restarts", lambda v, c: not v or c.scan.confirm_batch,
          "needs scan.confirm_batch > 0 (a restart follows a hit that fresh noise did not confirm); set restarts=0"),
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0), number("scan.min_entropy", 0, 8),

@@ -122,17 +122,17 @@ def bbti(s, model, params, d, shape, encode, key, sampler, use_entropy=None, gam
                               kappa_minus=s.kappa_minus, use_entropy=s.use_entropy if use_entropy is None else use_entropy,
                               init=s.trigger_init, race_iterations=int(s.race_iterations),
                               confirm_batch=int(s.confirm_batch), min_entropy=s.min_entropy,
-                              restarts=int(s.restarts), patience=int(s.patience),
-                              callback=lambda h: _advance(bar, h, s.iterations))
+                              restarts=int(s.restarts), patience=int(s.patience), budget=int(s.budget),
+                              callback=lambda h: _advance(bar, h, s.iterations, int(s.budget)))
   bar.close()
   return out
 
 
-def _advance(bar, entry, iterations):
+def _advance(bar, entry, iterations, budget):
   """One BBTI iteration on the progress bar; a restart (``attempt`` > 0) sets its total to one more run from here
-  (the run before may have given up early: ``scan.patience``)."""
+  (the run before may have given up early: ``scan.patience``), cut at ``budget``."""
   if entry["attempt"] and entry["iteration"] == 0:
-    bar.total = bar.n + iterations
+    bar.total = bar.n + (min(iterations, budget - bar.n) if budget else iterations)
     bar.refresh()
   bar.update(1)
 
@@ -143,7 +143,8 @@ def restarts_text(s):
     return ""
   return (f"; a run with only unconfirmed hits starts again from a new key (noise batch and start), up to "
           f"{s.restarts} more time{'s' if s.restarts > 1 else ''}"
-          + (f", giving up after {s.patience} unconfirmed hits while a restart remains" if s.patience else ""))
+          + (f", giving up after {s.patience} unconfirmed hits while a restart remains" if s.patience else "")
+          + (f", {s.budget} iterations at most in all" if s.budget else ""))
 
 
 def verdict_rank(out):

@@ -44,8 +44,8 @@ from jaxdiff.tasks.config import REMOVAL_KEYS, validate
 from jaxdiff.tasks.generation import Judge, backdoor_of, generate, specs
 
 DETECT_KEYS = ("samplers", "trojan_gammas", "num_steps", "iterations", "batch", "lr", "kappa", "kappa_d",
-               "confirm_batch", "restarts", "patience", "min_entropy", "kappa_plus", "kappa_minus", "use_entropy",
-               "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
+               "confirm_batch", "restarts", "patience", "budget", "min_entropy", "kappa_plus", "kappa_minus",
+               "use_entropy", "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda")
 
 
 CLASS_TARGET_ATTACKS = ("trojdiff_in_d2d", "trojdiff_out_d2d")  # targets are a class of images, not one image

@@ -170,11 +170,11 @@ def test_bbti_restarts_after_an_unconfirmed_hit_with_a_new_key_and_stops_after_a
     inv.bbti_invert(None, (1, 1, 2), key, sample_fn=identity, encode_fn=lambda p, x: x, restarts=1)
 
 
-def test_bbti_patience_gives_up_a_run_of_unconfirmed_hits_while_a_restart_remains():
+def test_bbti_patience_gives_up_a_run_of_unconfirmed_hits_while_a_restart_remains_within_the_budget():
   """``patience``: r cannot move (lr 1e-12), so a lucky 4-draw batch of the identity sampler is an unconfirmed hit
   at every iteration. With patience 3 the run stops after its third and the next key's run starts; without
   patience, or on the last run, the run goes to ``iterations``. A run that gives up matches the same run without
-  patience up to that point."""
+  patience up to that point. ``budget`` stops the run that spends it."""
   run = lambda key, iterations=8, **kw: inv.bbti_invert(
       None, (1, 1, 2), key, sample_fn=lambda params, noise, r, key: noise + r,
       encode_fn=lambda p, x: x.reshape(x.shape[0], -1), iterations=iterations, batch=4, lr=1e-12, use_entropy=False,
@@ -189,8 +189,14 @@ def test_bbti_patience_gives_up_a_run_of_unconfirmed_hits_while_a_restart_remain
   assert per_run[0] == full["history"][:3]
   assert len(per_run[2]) == 8 and not quick["backdoored"]  # the last run: no one to give up for
   assert len(run(key, restarts=0, patience=3)["history"]) == 8
+  capped = run(key, restarts=2, patience=3, budget=10)  # 3 + 3, and the last run cut at 4
+  assert capped["attempts"] == 3 and capped["history"] == quick["history"][:10] and not capped["backdoored"]
+  spent = run(key, restarts=2, budget=8)  # the first run spends it: no restart
+  assert spent["attempts"] == 1 and spent["history"] == full["history"]
   with pytest.raises(ValueError, match="patience = -1"):
     run(key, restarts=1, patience=-1)
+  with pytest.raises(ValueError, match="budget = 7 < iterations = 8"):
+    run(key, restarts=1, budget=7)
 
 
 def test_elijah_compiles_once_per_architecture():

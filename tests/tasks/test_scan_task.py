@@ -101,6 +101,10 @@ def test_scan_refuses_bad_inputs(tmp_path):
   with pytest.raises(ConfigError, match=r"config\.scan\.patience = -1: must be an integer ≥ 0"):
     run_scan(c, str(tmp_path / "wd"))
   c = _tiny(tmp_path)
+  c.scan.budget = 1  # fewer iterations than one run
+  with pytest.raises(ConfigError, match=r"config\.scan\.budget = 1: must be 0 \(none\) or at least scan\.iterations"):
+    run_scan(c, str(tmp_path / "wd"))
+  c = _tiny(tmp_path)
   c.scan.encoder = "dino"
   with pytest.raises(ConfigError, match=r"config\.scan\.encoder = 'dino': must be one of 'classifier', 'pixels', 'clip'"):
     run_scan(c, str(tmp_path / "wd"))
