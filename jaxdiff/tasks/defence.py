@@ -138,7 +138,7 @@ def _advance(bar, entry, iterations, budget):
 
 
 def restarts_text(s):
-  """The report's phrase for scan block ``s``'s restarts and patience ("" without restarts)."""
+  """The report's phrase for scan block ``s``'s restarts, patience and budget ("" without restarts)."""
   if not s.restarts:
     return ""
   return (f"; a run with only unconfirmed hits starts again from a new key (noise batch and start), up to "
