@@ -1,7 +1,7 @@
 """DDPM on CIFAR-10 (Ho et al.): 35.7M U-Net, Adam 2e-4, batch 128, 800k steps.
 
-Needs CIFAR-10 offline: --config.data.data_dir=DIR (tfds array_record) or
---config.data.name=cifar10_archive --config.data.path=/path/cifar-10-python.tar.gz
+Fetches CIFAR-10 (the pinned binary archive); or --config.data.path=FILE, or --config.data.name=cifar10
+--config.data.data_dir=DIR for a tfds directory.
 """
 from configs import default
 
@@ -9,4 +9,5 @@ from configs import default
 def get_config():
   c = default.get_config()
   c.task = "train_ddpm"
+  default.cifar_data(c)
   return c

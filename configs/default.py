@@ -5,5 +5,7 @@ and its rule table at a time), so the package can validate a config before a tas
 """
 import ml_collections  # noqa: F401  (experiment files use default.ml_collections)
 
-from jaxdiff.tasks.config import (add_baddiffusion, add_certification, add_diff2, add_evaluation,  # noqa: F401
-                                  add_defend, add_defense, add_scan, add_zoo, get_config, zoo_entry)
+from jaxdiff.tasks.config import (ADM_CIFAR10, ADM_IMAGENET256, CIFAR_SURROGATE, CIFAR_TARGET,  # noqa: F401
+                                  DDPM_CIFAR10, INCEPTION_FID, add_baddiffusion, add_certification, add_diff2,
+                                  add_defend, add_defense, add_evaluation, add_scan, add_zoo, cifar_data, get_config,
+                                  zoo_entry)

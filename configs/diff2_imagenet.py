@@ -5,8 +5,8 @@ The paper does not give ImageNet's fine-tuning length or batch: 5,000 steps of b
 The learned-σ half of the U-Net's output is left as pretrained (the ε loss trains the ε half only) and the DDPM
 steps use it.
 
-Nothing is downloaded. Put on disk (see configs/certify_imagenet_carlini.py for the conversions):
-  --config.purify.denoiser=ADM_DIR (256x256_diffusion_uncond.pt converted with launch/convert.py --kind=openai)
+The U-Net (256x256_diffusion_uncond.pt) is fetched from OpenAI's address and converted once. Put on disk (see
+configs/certify_imagenet_carlini.py for the conversions):
   --config.classifier.path=DIR --config.diff2.surrogates="('DIR/resnet18',)"   (ImageNet classifier exports)
   --config.data.data_dir=TFDS_DIR (imagenet2012 prepared for tfds: train and validation splits)
 """
@@ -17,7 +17,7 @@ def get_config():
   c = default.get_config()
   c.task = "diff2"
   c.data.update(name="imagenet2012", image_size=256, num_classes=1000)
-  default.add_evaluation(c, denoiser="", classifier="", samplers=("ddpm",), t_bar=75)  # required: see above
+  default.add_evaluation(c, denoiser=default.ADM_IMAGENET256, classifier="", samplers=("ddpm",), t_bar=75)  # classifier: see above
   c.purify.ddpm_variance = "learned"
   default.add_certification(c, n=0, num_classes=1000)  # Table 10 reports no certification
   default.add_diff2(c, surrogates=())

@@ -2,13 +2,10 @@
 google/ddpm-cifar10-32 50 epochs, batch 128, Adam 2e-4, poison rate 0.1, triggers 14 at 32×32; TrojDiff:
 γ 0.6 blend (Hello Kitty in the paper; here the procedural cat) / 0.1 patch, In-D2D class 7 "horse",
 Out-D2D digits): 4 clean, 3 BadDiffusion, 2 VillanDiffusion (ODE), 3 TrojDiff. 1,024 triggered samples per
-backdoored model, 10K clean samples for the FID (Inception-v3 pool3). Nothing is downloaded; put on disk:
-  --config.model.init_from=DIR              google/ddpm-cifar10-32 (diffusers format)
-  --config.zoo.inception_weights=F          pytorch-fid's Inception weights (see README "BadDiffusion")
-  --config.zoo.class_classifier=DIR         a CIFAR-10 classifier export (scores In-D2D)
-  --config.zoo.out_classifier=DIR           a classifier of CIFAR-10 + digits as label 10 (+ any reject
-                                            classes above; Out-D2D hits are its label-10 votes)
-  --config.data.data_dir=DIR (tfds) or --config.data.name=cifar10_archive --config.data.path=FILE
+backdoored model, 10K clean samples for the FID (Inception-v3 pool3). Fetches CIFAR-10, google/ddpm-cifar10-32
+and the FID's Inception weights, trains the ResNet-18 that scores In-D2D (configs/classifier_cifar.py) as a stage;
+put on disk: --config.zoo.out_classifier=DIR, a classifier of CIFAR-10 + digits as label 10 (+ any reject classes
+above; Out-D2D hits are its label-10 votes).
 """
 from configs import default
 from configs.default import zoo_entry
@@ -20,7 +17,8 @@ BACKDOOR = dict(steps=EPOCHS_50, poison_rate=0.1, trigger_size=14)
 def get_config():
   c = default.get_config()
   c.task = "zoo"
-  c.model.update(init_from="")  # required: see the docstring
+  default.cifar_data(c)
+  c.model.update(init_from=default.DDPM_CIFAR10)
   default.add_zoo(c, {
       "clean_s0": zoo_entry("clean", seed=0, steps=0),
       "clean_s1": zoo_entry("clean", seed=1, steps=EPOCHS_50 // 10),
@@ -37,7 +35,8 @@ def get_config():
   })
   c.zoo.update(sample_steps={"ddpm": 1000, "ddim": 50, "dpm_solver++": 20, "sde": 1000, "ode": 50},
                num_samples=1024, clean_trigger_samples=256, fid_samples=10_000, sample_batch=1000,
-               fid_features="inception", mse_threshold=1e-3)
+               fid_features="inception", inception_weights=default.INCEPTION_FID, mse_threshold=1e-3,
+               class_classifier=default.CIFAR_SURROGATE)
   c.optim.update(name="adam", lr=2e-4, warmup_steps=500, decay="cosine", grad_clip=1.0)
   c.train.update(batch_size=128, log_every=100, checkpoint_every=2000, num_steps=1)
   return c

@@ -19,6 +19,11 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: the process umask, to give atomically written files the usual permissions
 
 
+def offline():
+  """True when downloads are switched off: HF_HUB_OFFLINE or JAXDIFF_OFFLINE set to 1 / true / yes / on."""
+  return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "JAXDIFF_OFFLINE"))
+
+
 def is_writer():
   """True on the one process that writes files: process 0 (the only one in a single-process run)."""
   return jax.process_index() == 0

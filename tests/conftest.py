@@ -203,3 +203,115 @@ def copy_zoo(workdir, dest):
   """A copy of a zoo workdir (modification times kept: the zoo's resume checks compare them)."""
   shutil.copytree(workdir, dest, copy_function=shutil.copy2)
   return str(dest)
+
+
+# Servers on 127.0.0.1 for the fetching tests: nothing leaves the machine.
+
+
+class FakeHub:
+  """A Hugging Face hub on 127.0.0.1 with the routes huggingface_hub's ``snapshot_download`` uses (repository
+  info, tree listing, file resolve). ``repos``: {"owner/name": {path: bytes}}; ``requests``: what was asked.
+  Point huggingface_hub at it with HF_ENDPOINT=``url``."""
+
+  def __init__(self, repos):
+    import hashlib
+    import http.server
+    import json
+    import threading
+    import urllib.parse
+    self.repos, self.requests = repos, []
+    hub = self
+
+    def commit(files):
+      return hashlib.sha1(repr(sorted((k, hashlib.sha1(v).hexdigest()) for k, v in files.items())).encode()).hexdigest()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      def log_message(self, *args):
+        pass
+
+      def reply(self, code, body=b"", headers=None):
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+          self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+          self.wfile.write(body)
+
+      def do_GET(self):
+        path = urllib.parse.urlparse(self.path).path
+        hub.requests.append((self.command, path))
+        parts = path.strip("/").split("/")
+        api = parts[:2] == ["api", "models"]
+        repo = "/".join(parts[2:4] if api else parts[:2])
+        files = hub.repos.get(repo)
+        if files is None:
+          return self.reply(404, b'{"error": "Repository not found"}', {"X-Error-Code": "RepoNotFound"})
+        sha = commit(files)
+        if api and len(parts) > 4 and parts[4] == "tree":
+          listing = [{"type": "file", "path": f, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
+                     for f, d in sorted(files.items())]
+          return self.reply(200, json.dumps(listing).encode(), {"Content-Type": "application/json"})
+        if api:
+          info = {"id": repo, "modelId": repo, "sha": sha, "siblings": [{"rfilename": f} for f in sorted(files)]}
+          return self.reply(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
+        name = "/".join(parts[4:])
+        if len(parts) < 5 or parts[2] != "resolve" or name not in files:
+          return self.reply(404, b"", {"X-Error-Code": "EntryNotFound"})
+        data = files[name]
+        return self.reply(200, data, {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                                      "Content-Type": "application/octet-stream"})
+
+      do_HEAD = do_GET
+
+    self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+    threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+  def close(self):
+    self.server.shutdown()
+    self.server.server_close()
+
+
+class FileServer(FakeHub):
+  """Plain files on 127.0.0.1: GET ``url`` + "/" + name returns ``files[name]``."""
+
+  def __init__(self, files):
+    super().__init__({})
+    self.files = files
+    server = self
+
+    class Handler(self.server.RequestHandlerClass):
+      def do_GET(self):
+        name = self.path.lstrip("/")
+        server.requests.append((self.command, name))
+        if name not in server.files:
+          return self.reply(404)
+        return self.reply(200, server.files[name])
+
+      do_HEAD = do_GET
+
+    self.server.RequestHandlerClass = Handler
+
+
+@pytest.fixture
+def fetch_env(tmp_path, monkeypatch):
+  """Empty jaxdiff and Hugging Face caches in tmp_path, downloads allowed (whatever the machine sets)."""
+  monkeypatch.setenv("JAXDIFF_CACHE", str(tmp_path / "jaxdiff-cache"))
+  monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+  monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+  monkeypatch.delenv("JAXDIFF_OFFLINE", raising=False)
+  return tmp_path
+
+
+def tiny_diffusers_unet(folder, size=32, channels=3):
+  """A random-weight diffusers UNet2DModel (8/16 channels) saved as safetensors + config.json in ``folder``;
+  returns {file name: bytes} of the folder (to serve from a fake hub)."""
+  import diffusers
+  import torch
+  torch.manual_seed(0)
+  m = diffusers.UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
+                            block_out_channels=(8, 16), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                            up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=8)
+  m.save_pretrained(folder, safe_serialization=True)
+  return {f: open(os.path.join(folder, f), "rb").read() for f in os.listdir(folder)}

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from jaxdiff.convert.diffusers import find_weights, load_diffusers_unet
+from jaxdiff.convert.fetch import fetch, is_reference
 from jaxdiff.convert.files import check_finite, flatten_params, read_safetensors, unflatten_params
 from jaxdiff.errors import ModelFileError
 from jaxdiff.fingerprints import file_digest
@@ -27,10 +28,13 @@ ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 PARAMS_FILE, META_FILE = "params.safetensors", "meta.json"
 
 
-def resolve_path(path):
-  """'assets:digits/ddpm' → the shipped asset folder; other paths as given."""
+def resolve_path(path, what="model"):
+  """'assets:digits/ddpm' → the shipped asset folder; an ``hf:`` / ``url:`` reference → its local copy, fetched
+  on first use (``convert.fetch``); other paths as given."""
   if path and path.startswith("assets:"):
     return os.path.join(ASSETS, path[len("assets:"):])
+  if is_reference(path):
+    return fetch(path, what)[0]
   return path
 
 
@@ -88,7 +92,7 @@ def load_model(path, dtype=None, *, kind=None, what="model"):
   ``variables`` holds 'params' (and 'batch_stats' for classifiers). ``kind`` ("unet" | "classifier"), when
   given, is checked; ``what`` names the config field in messages (e.g. "config.classifier.path").
   """
-  resolved = resolve_path(path)
+  resolved = resolve_path(path, what)
   if not resolved or not os.path.isdir(resolved):
     raise ModelFileError(f"{what} = {path!r}: no such folder; it must be a jaxdiff export "
                          f"({PARAMS_FILE} + {META_FILE})" + (" or a diffusers UNet2DModel folder" if kind != "classifier"

@@ -81,3 +81,18 @@ def export_openai_unet(path, out_dir, **create_model_kwargs):
   model_cfg = {"name": "adm", "in_channels": 3, "dtype": "float32", **create_model_kwargs}
   export_model(out_dir, "unet", model_cfg, {"params": params}, {"source": os.path.basename(str(path))})
   return out_dir
+
+
+def export_public_checkpoint(path):
+  """An OpenAI .pt checkpoint named like a public preset (``models.adm.PUBLIC_CHECKPOINTS``: cifar10_uncond_50M_500K.pt,
+  256x256_diffusion_uncond.pt, ...) → its export folder beside the file (export-<sha256 prefix>/), converted once;
+  None for any other file."""
+  from jaxdiff.fingerprints import file_digest
+  from jaxdiff.models.adm import PUBLIC_CHECKPOINTS
+  stem, ext = os.path.splitext(os.path.basename(str(path)))
+  if ext not in (".pt", ".pth") or stem not in PUBLIC_CHECKPOINTS:
+    return None
+  out = os.path.join(os.path.dirname(str(path)), f"export-{file_digest(path)}")
+  if not os.path.isfile(os.path.join(out, "meta.json")):
+    export_openai_unet(path, out, **PUBLIC_CHECKPOINTS[stem])
+  return out

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from jaxdiff.errors import ConfigError, MissingFileError
+from jaxdiff.io import offline
 
 CELEBA_ATTRS = ("Heavy_Makeup", "Mouth_Slightly_Open", "Smiling")  # DIFF2: 8 classes = 3 bits
 
@@ -94,27 +95,60 @@ TFDS_CLASSES = {"cifar10": 10, "cifar100": 100, "celeb_a": 8, "mnist": 10, "imag
 _TFDS_SPLITS = {("imagenet2012", "test"): "validation"}  # ImageNet's labelled held-out split
 
 
-def _offline_help(name, data_dir):
-  return (
-      f"dataset {name!r} is not available offline under data_dir={data_dir!r}. To provide it:\n"
-      f"  * tfds route: on a machine with internet run\n"
-      f"      python -c \"import tensorflow_datasets as tfds; "
-      f"tfds.builder('{name}', data_dir='DIR', file_format='array_record').download_and_prepare()\"\n"
-      f"    copy DIR to this machine and pass --config.data.data_dir=DIR;\n"
-      f"  * archive route (CIFAR): download cifar-10-python.tar.gz / cifar-100-python.tar.gz from the "
-      f"CIFAR homepage and pass --config.data.name={name}_archive --config.data.path=/path/to/archive;\n"
-      f"  * nothing to download: --config.data.name=digits (scikit-learn's bundled digits).")
+CIFAR_BINARY = {  # the archives tfds itself downloads (its url_checksums): no pickle inside, hashes pinned
+    "cifar10": "url:https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+               "#sha256=c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+    "cifar100": "url:https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"
+                "#sha256=58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec"}
+_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "celeb_a": "CelebA", "mnist": "MNIST",
+          "imagenet2012": "ImageNet"}
 
 
-def tfds_source(name, split, data_dir=None, image_size=None):
+def dataset_title(name):
+  """'cifar10_archive' → 'CIFAR-10': the dataset's usual name, for messages."""
+  base = name.replace("_archive", "")
+  return _NAMES.get(base, base)
+
+
+def _offline_help(name, data_dir, reason="it is not prepared there and downloads are off"):
+  """One line: which dataset is missing, where it was looked for, and the ways to provide it."""
+  archive = (f"; or the archive route: --config.data.name={name}_archive --config.data.path=FILE "
+             f"(or {CIFAR_BINARY[name].split('#')[0]})") if name in CIFAR_BINARY else ""
+  return (f"dataset {_NAMES.get(name, name)} (tfds {name!r}) is not available under data_dir={data_dir!r}: {reason}. "
+          f"Run once on a machine with internet (tfds downloads and prepares it into data_dir=DIR) and pass "
+          f"--config.data.data_dir=DIR{archive}; nothing to download: --config.data.name=digits")
+
+
+def tfds_source(name, split, data_dir=None, image_size=None, download=False):
+  """A tfds dataset prepared in ``data_dir`` (array_record), or downloaded and prepared there first when
+  ``download`` and the machine allows it (``io.offline()`` false). A missing dataset is a ``MissingFileError``
+  of one line."""
   import tensorflow_datasets as tfds
   if name not in TFDS_CLASSES:
     raise ConfigError(f"unsupported tfds dataset {name!r}; supported: {sorted(TFDS_CLASSES)}")
+  tfds_split = _TFDS_SPLITS.get((name, split), split)
   try:
-    ds = tfds.data_source(name, split=_TFDS_SPLITS.get((name, split), split), data_dir=data_dir, download=False)
+    ds = tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=False)
   except Exception as e:  # tfds raises several types for "not prepared"
-    raise MissingFileError(_offline_help(name, data_dir)) from e
+    if not download or offline():
+      raise MissingFileError(_offline_help(name, data_dir)) from e
+    try:
+      ds = tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=True,
+                            builder_kwargs={"file_format": "array_record"})
+    except Exception as e2:  # offline, a manual download (ImageNet), or tfds' preparation needs TensorFlow
+      first = str(e2).strip().splitlines()[0][:200] if str(e2).strip() else ""
+      raise MissingFileError(_offline_help(name, data_dir, f"tfds could not download and prepare it "
+                                                            f"({type(e2).__name__}: {first})")) from e2
   return TfdsSource(ds, name, TFDS_CLASSES[name], image_size)
+
+
+def prepare_dataset(cfg):
+  """Makes sure the dataset of a ``config.data`` block can be read, downloading a tfds dataset where the machine
+  can (before any training starts); a missing one is a one-line ``MissingFileError``."""
+  if cfg.name in TFDS_CLASSES:
+    tfds_source(cfg.name, "test", cfg.get("data_dir") or None, cfg.get("image_size"), download=True)
+  elif cfg.name.endswith("_archive") and not os.path.isfile(cfg.path):
+    cifar_archive_source(cfg.path)  # raises the message that says how to provide it
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -129,22 +163,36 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def cifar_archive_source(path, split="train"):
-  """Reads ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz`` from a local path."""
+  """CIFAR-10 / -100 from a local archive: the python version (``cifar-10-python.tar.gz``, pickles read with an
+  unpickler that only builds numpy arrays) or the binary version (``cifar-10-binary.tar.gz``, no pickle: a label
+  byte — two for CIFAR-100, coarse then fine — and 3,072 pixel bytes per image)."""
+  is100 = "100" in os.path.basename(str(path))
+  name = "cifar100" if is100 else "cifar10"
   if not os.path.isfile(path):
-    raise MissingFileError(_offline_help("cifar10" if "100" not in str(path) else "cifar100", None)
-                            + f"\n(no archive at {path!r})")
-  is100 = "100" in os.path.basename(path)
-  want = {"train": ["train"] if is100 else [f"data_batch_{i}" for i in range(1, 6)],
-          "test": ["test"] if is100 else ["test_batch"]}[split]
+    raise MissingFileError(_offline_help(name, None, f"no archive at {path!r}"))
+  python = {"train": ["train"] if is100 else [f"data_batch_{i}" for i in range(1, 6)],
+            "test": ["test"] if is100 else ["test_batch"]}[split]
+  binary = {"train": ["train.bin"] if is100 else [f"data_batch_{i}.bin" for i in range(1, 6)],
+            "test": ["test.bin"] if is100 else ["test_batch.bin"]}[split]
   xs, ys = [], []
   with tarfile.open(path, "r:gz") as tar:
     members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
-    for name in want:
-      if name not in members:
-        raise ConfigError(f"{path} has no member {name!r}: not a CIFAR python archive (config.data.path)")
-      d = _NumpyOnlyUnpickler(io.BytesIO(tar.extractfile(members[name]).read()), encoding="bytes").load()
-      xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-      ys.append(np.asarray(d[b"fine_labels" if is100 else b"labels"], np.int32))
+    if all(b in members for b in binary):
+      label_bytes = 2 if is100 else 1
+      for b in binary:
+        rows = np.frombuffer(tar.extractfile(members[b]).read(), np.uint8)
+        if rows.size % (label_bytes + 3072):
+          raise ConfigError(f"{path}: member {b} is not whole CIFAR binary records (truncated download?)")
+        rows = rows.reshape(-1, label_bytes + 3072)
+        xs.append(rows[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(rows[:, label_bytes - 1].astype(np.int32))
+    else:
+      for name in python:
+        if name not in members:
+          raise ConfigError(f"{path} has no member {name!r} (nor {binary[0]!r}): not a CIFAR archive (config.data.path)")
+        d = _NumpyOnlyUnpickler(io.BytesIO(tar.extractfile(members[name]).read()), encoding="bytes").load()
+        xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(d[b"fine_labels" if is100 else b"labels"], np.int32))
   return ArraySource(np.concatenate(xs), np.concatenate(ys), 100 if is100 else 10)
 
 

@@ -1,5 +1,5 @@
-"""Experiment tasks: ``run(config, workdir)`` dispatches on ``config.task``. A task imports tasks.common and
-the library, never another task."""
+"""Experiment tasks: ``run(config, workdir)`` resolves the config's data and model references (``prepare``), then
+dispatches on ``config.task``. A task imports tasks.common and the library, never another task."""
 import importlib
 
 TASKS = {
@@ -16,7 +16,11 @@ TASKS = {
 
 
 def run(config, workdir):
+  """Runs ``config.task`` in ``workdir`` after ``prepare.prepare``: hf: / url: references fetched, train:
+  references trained as stages (WORKDIR/models/), the dataset downloaded where it can be."""
   if config.task not in TASKS:
     raise ValueError(f"unknown task {config.task!r}; choose one of {sorted(TASKS)}")
+  from jaxdiff.tasks.prepare import prepare
+  config, _ = prepare(config, workdir, run)
   module, fn = TASKS[config.task].split(":")
   return getattr(importlib.import_module(module), fn)(config, workdir)

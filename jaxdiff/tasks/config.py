@@ -16,7 +16,8 @@ import jax
 import ml_collections
 
 from jaxdiff.backdoor.pruning import REPAIR_LOSSES
-from jaxdiff.convert import resolve_path
+from jaxdiff.convert import is_reference, parse_reference, resolve_path
+from jaxdiff.data import CIFAR_BINARY
 from jaxdiff.diffusion import SAMPLERS
 from jaxdiff.errors import ConfigError
 from jaxdiff.models import classifier_names
@@ -67,15 +68,29 @@ def each(path, rule_of_value, must, nonempty=True, **kw):
 
 
 def _model_folder(v):
+  """A model folder on disk, or a well-formed hf: / url: / train: reference (fetched or trained by
+  ``jaxdiff.tasks.run`` before the task starts; a malformed one raises its own ``ConfigError``)."""
+  if is_reference(v):
+    return bool(parse_reference(v))
   p = resolve_path(v)
   return bool(p) and os.path.isdir(p) and (
       os.path.isfile(os.path.join(p, "meta.json")) or
       any(os.path.isfile(os.path.join(p, sub, "diffusion_pytorch_model.safetensors")) for sub in ("", "unet")))
 
 
+def _file(v):
+  """A file on disk (``assets:`` resolved), or a well-formed hf: / url: reference."""
+  if is_reference(v):
+    return bool(parse_reference(v))
+  return os.path.isfile(resolve_path(v))
+
+
+MODEL_HINT = "set --config.{path}=DIR, or a reference: hf:OWNER/NAME[@REV][/SUB], url:https://…, train:CONFIG.py"
+
+
 def model_folder(path, what, **kw):
   """A folder holding a model: a jaxdiff export (params.safetensors + meta.json) or a diffusers folder."""
-  return Rule(path, lambda v, c: _model_folder(v), f"must name an existing {what}; set --config.{path}=DIR", **kw)
+  return Rule(path, lambda v, c: _model_folder(v), f"must name an existing {what}; " + MODEL_HINT.format(path=path), **kw)
 
 
 def task_is(*names):
@@ -108,6 +123,8 @@ def validate(config, rules=None):
     v = _get(config, r.path)
     try:
       good = r.ok(v, config)
+    except ConfigError:
+      raise  # a malformed reference says how itself
     except (TypeError, ValueError, KeyError, AttributeError):
       good = False
     if not good:
@@ -148,9 +165,30 @@ def get_config():
       num_steps=800_000, batch_size=128, ema_decay=0.9999, log_every=100, checkpoint_every=5000,
       keep_checkpoints=3, sample_every=10_000, num_samples=64, sample_sampler="ddim", sample_steps=100,
       grid_scale=1, eval_every=1000, stop_at=0, label_smoothing=0.0,
+      augment="",  # classifiers: "" | crop_flip (4-pixel padded random crop + horizontal flip, on device)
       use_ema=False))  # fine-tunes (DIFF2) export the EMA weights instead of the last ones
   # PGD adversarial training of classifiers (DIFF2 §5: ℓ∞ 8/255, step 2/255, 8 steps)
   c.train.adversarial = ml_collections.ConfigDict(dict(enabled=False, eps=8 / 255, step_size=2 / 255, steps=8))
+  return c
+
+
+# Published models and data that CIFAR / ImageNet configs fetch by default (``convert.fetch``; README "CIFAR-10")
+DDPM_CIFAR10 = "hf:google/ddpm-cifar10-32"  # Ho et al.'s CIFAR-10 DDPM in diffusers format (safetensors)
+OPENAI_CHECKPOINTS = "url:https://openaipublic.blob.core.windows.net/diffusion/"
+ADM_CIFAR10 = OPENAI_CHECKPOINTS + "march-2021/cifar10_uncond_50M_500K.pt"  # improved diffusion (Carlini et al.)
+ADM_IMAGENET256 = OPENAI_CHECKPOINTS + "jul-2021/256x256_diffusion_uncond.pt"  # guided diffusion, unconditional
+INCEPTION_FID = ("url:https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                 "pt_inception-2015-12-05-6726825d.pth")  # pytorch-fid's FID Inception-v3 weights
+CIFAR_SURROGATE = "train:configs/classifier_cifar.py"  # ResNet-18, trained as a stage of the run
+CIFAR_TARGET = "train:configs/classifier_cifar.py:model.name=resnet50"
+
+
+def cifar_data(c, name="cifar10"):
+  """``config.data`` of CIFAR-10 / -100 from the binary archive that tfds itself downloads, fetched by a url:
+  reference pinned to its sha256 (needs neither TensorFlow nor unpickling); ``--config.data.name=cifar10`` with
+  ``data.data_dir`` takes the tfds route instead."""
+  c.data.update(name=f"{name}_archive", path=CIFAR_BINARY[name], image_size=32, channels=3,
+                num_classes=100 if name == "cifar100" else 10)
   return c
 
 
@@ -166,7 +204,8 @@ BASE_RULES = [
     one_of("overwrite", (False, True)),
     one_of("data.name", DATASETS),
     integer("data.image_size", 1),
-    Rule("data.path", lambda v, c: os.path.isfile(v), "must be the path of a CIFAR python archive (…-python.tar.gz)",
+    Rule("data.path", lambda v, c: _file(v), "must be the path of a CIFAR archive (…-python.tar.gz or "
+         "…-binary.tar.gz) or a url: reference to one",
          when=lambda c: c.data.name.endswith("_archive")),
     integer("data.num_examples", 1, when=lambda c: c.data.name == "synthetic"),
     integer("data.channels", 1),
@@ -200,6 +239,7 @@ BASE_RULES = [
     integer("train.eval_every", 0),
     integer("train.stop_at", 0),
     number("train.label_smoothing", 0, 1, hi_open=True),
+    one_of("train.augment", ("", "crop_flip")),
     number("train.adversarial.eps", 0),
     number("train.adversarial.step_size", 0, lo_open=True),
     integer("train.adversarial.steps", 1),
@@ -233,7 +273,7 @@ def _steps_fit(sampler):
 
 EVALUATION_RULES = [
     model_folder("classifier.path", "classifier export (params.safetensors + meta.json; train one with "
-                 "configs/classifier_digits.py)"),
+                 "configs/classifier_digits.py or configs/classifier_cifar.py)"),
     model_folder("purify.denoiser", "denoiser: a jaxdiff U-Net export or a diffusers folder (config.json + "
                  "diffusion_pytorch_model.safetensors)"),
     one_of("purify.dtype", ("", "float32", "bfloat16")),
@@ -480,7 +520,7 @@ BADDIFFUSION_RULES = [
     one_of("baddiffusion.fid_features", ("classifier", "inception")),
     model_folder("baddiffusion.fid_classifier", "classifier export whose penultimate features the FID uses",
                  when=lambda c: c.baddiffusion.fid_features == "classifier"),
-    Rule("baddiffusion.inception_weights", lambda v, c: os.path.isfile(resolve_path(v)),
+    Rule("baddiffusion.inception_weights", lambda v, c: _file(v),
          "must be pytorch-fid's pt_inception-2015-12-05 .pth (read with torch's weights-only loader) or its "
          "converted .safetensors; set --config.baddiffusion.inception_weights=FILE",
          when=lambda c: c.baddiffusion.fid_features == "inception"),
@@ -573,7 +613,7 @@ ZOO_RULES = [
     one_of("zoo.fid_features", ("classifier", "inception")),
     model_folder("zoo.fid_classifier", "classifier export (the FID's features)",
                  when=lambda c: c.task in ("zoo", "defend_zoo") and c.zoo.fid_features == "classifier"),
-    Rule("zoo.inception_weights", lambda v, c: os.path.isfile(resolve_path(v)),
+    Rule("zoo.inception_weights", lambda v, c: _file(v),
          "must be pytorch-fid's pt_inception-2015-12-05 .pth (read with torch's weights-only loader) or its "
          "converted .safetensors; set --config.zoo.inception_weights=FILE",
          when=lambda c: c.task in ("zoo", "defend_zoo") and c.zoo.fid_features == "inception"),
@@ -669,9 +709,9 @@ SCAN_RULES = [
     model_folder("scan.classifier", "classifier export (f of the purifier + classifier pair)",
                  when=lambda c: c.task == "scan" and c.scan.mode == "entropy"),
     *entropy_rules("scan"),
-    Rule("scan.clip_weights", lambda v, c: os.path.exists(resolve_path(v)),
+    Rule("scan.clip_weights", lambda v, c: is_reference(v) and _file(v) or os.path.exists(resolve_path(v)),
          "must name CLIP weights (a transformers CLIP model.safetensors, or an OpenAI / open_clip ViT-B-32 "
-         "safetensors or .pt; nothing is downloaded); set --config.scan.clip_weights=FILE",
+         "safetensors or .pt; or an hf: / url: reference); set --config.scan.clip_weights=FILE",
          when=lambda c: c.task in ("scan", "defend_zoo") and c.scan.encoder == "clip"),
     model_folder("scan.encoder_path", "classifier export whose penultimate features embed the samples",
                  when=lambda c: c.task == "scan" and c.scan.encoder == "classifier"),

@@ -72,7 +72,7 @@ def evaluate_classifier(model, variables, source, batch_size=500):
 
 def train_classifier(config, workdir):
   validate(config)
-  loss = classifier_loss(config.train.label_smoothing)
+  loss = classifier_loss(config.train.label_smoothing, config.train.augment)
   adv = config.train.adversarial
   if adv.enabled:
     loss = adversarial_loss(loss, eps=adv.eps, step_size=adv.step_size, steps=adv.steps)

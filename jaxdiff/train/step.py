@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdiff.data.augment import random_crop_flip
 from jaxdiff.parallel import batch_sharded, replicated
 from jaxdiff.train.state import TrainState, ema_update
 
@@ -50,13 +51,21 @@ def diffusion_loss(schedule, t_max=None):
   return loss_fn
 
 
-def classifier_loss(label_smoothing=0.0):
-  """Cross-entropy of a classifier on pixel-space images; BatchNorm stats in ``model_state``."""
+def classifier_loss(label_smoothing=0.0, augment=""):
+  """Cross-entropy of a classifier on pixel-space images; BatchNorm stats in ``model_state``. ``augment``:
+  "" (none) | "crop_flip" (``data.random_crop_flip``: 4-pixel padded random crop and horizontal flip, on device)."""
+  if augment not in ("", "crop_flip"):
+    raise ValueError(f"unknown augmentation {augment!r}; use '' or 'crop_flip'")
+
   def loss_fn(apply_fn, params, model_state, batch, key, frozen=None):
     del frozen
     variables = {"params": params, **model_state}
     mutable = list(model_state.keys())
-    out = apply_fn(variables, batch["image"], train=True, rngs={"dropout": key}, mutable=mutable)
+    images = batch["image"]
+    if augment:
+      key, k_aug = jax.random.split(key)
+      images = random_crop_flip(images, k_aug)
+    out = apply_fn(variables, images, train=True, rngs={"dropout": key}, mutable=mutable)
     logits, new_state = out if mutable else (out, {})
     n = logits.shape[-1]
     onehot = optax.smooth_labels(jax.nn.one_hot(batch["label"], n), label_smoothing)
