@@ -12,11 +12,14 @@ setup(
         "jax>=0.7", "flax>=0.10", "optax>=0.2.4", "orbax-checkpoint>=0.11", "tensorflow-datasets>=4.9.7",
         "chex>=0.1.88", "ml_collections>=1.0", "numpy", "scipy", "scikit-learn", "safetensors",
         "absl-py", "pillow", "matplotlib", "tqdm", "dm-pix",
+        "huggingface_hub",  # hf: model references (the hub's own client); url: uses the standard library
     ],
     extras_require={
         # accelerators: the jax build with the device runtime (NVIDIA GPUs: CUDA 12 wheels; Cloud TPU VMs)
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
+        # the API reference (scripts/docs.sh)
+        "docs": ["sphinx"],
         # torch pinned to the CPU build available offline; diffusers/safetensors for parity tests.
         # pytest < 9.2: pytest-xdist 3.8's --dist loadgroup (scripts/test.sh) stops grouping on 9.2 (pytest-xdist#1386)
         "test": ["pytest<9.2", "pytest-xdist", "import-linter", "torch==2.13.0", "diffusers", "nbclient", "nbformat",

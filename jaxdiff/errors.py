@@ -23,4 +23,4 @@ class NonFiniteError(UserError, FloatingPointError):
 
 
 class MissingFileError(ModelFileError, FileNotFoundError):
-  """A model file, a dataset or another input the run needs is not on disk (nothing is downloaded)."""
+  """A model file, a dataset or another input the run needs is not on disk and cannot be fetched."""

@@ -141,6 +141,29 @@ def cifar_archive(path, n=12, is100=False):
   return truth
 
 
+def cifar_binary_archive(path, n=12, is100=False):
+  """A cifar-10-binary.tar.gz (or cifar-100-binary) of random images at ``path``, laid out as the CIFAR homepage
+  (and tfds) ship it: per image a label byte (CIFAR-100: coarse, fine) and 3,072 pixel bytes, channel-major.
+  Returns (path, {member: (pixel rows [n, 3072], labels [n])})."""
+  import io
+  import tarfile
+
+  import numpy as np
+  rng = np.random.default_rng(1)
+  names = ["train.bin", "test.bin"] if is100 else [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+  truth = {}
+  with tarfile.open(path, "w:gz") as tar:
+    for name in names:
+      x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+      y = rng.integers(0, 100 if is100 else 10, (n, 2 if is100 else 1), dtype=np.uint8)
+      rows = np.concatenate([y, x], 1)
+      truth[name] = (x, y[:, -1].astype(np.int32))
+      info = tarfile.TarInfo(f"{'cifar-100-binary' if is100 else 'cifar-10-batches-bin'}/{name}")
+      info.size = rows.nbytes
+      tar.addfile(info, io.BytesIO(rows.tobytes()))
+  return path, truth
+
+
 class _Trap:
   """Unpickling this runs ``open(marker, "w")``: a file appears if a loader executed the pickle's code."""
 

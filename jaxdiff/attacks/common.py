@@ -55,6 +55,7 @@ def random_start(key, x, eps, norm, l2_radius="uniform"):
 
 
 def cross_entropy(logits, y):
+  """Per-example cross-entropy [B] of logits [B, K] against int labels [B], in float32."""
   logp = jax.nn.log_softmax(logits.astype(jnp.float32))
   return -jnp.take_along_axis(logp, y[:, None], 1)[:, 0]
 

@@ -34,6 +34,8 @@ def blend(x, r, alpha, mask=None):
 
 
 def stamp(x, pattern, mask):
+  """x with ``pattern`` pasted where ``mask`` is 1 (blended where it is fractional): m·r + (1 − m)·x; any space,
+  shapes broadcast (NHWC)."""
   return mask * pattern + (1.0 - mask) * x
 
 

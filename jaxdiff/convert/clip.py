@@ -1,7 +1,7 @@
 """CLIP image-tower weights into jaxdiff, safely: a transformers ``CLIPModel`` / ``CLIPVisionModelWithProjection``
 safetensors file (``vision_model.*``, ``visual_projection.weight``) or an OpenAI / open_clip state dict
 (``visual.*``: safetensors, or a .pt read only with torch's weights-only loader; a file that would run code is
-refused). Nothing is downloaded: the user supplies the file (e.g. openai/clip-vit-base-patch32's
+refused). The user supplies the file or a reference to it (e.g. hf:openai/clip-vit-base-patch32: its
 model.safetensors). The architecture is read from the tensors' shapes; heads = width / 64 (every released CLIP)."""
 from __future__ import annotations
 
@@ -87,6 +87,6 @@ def load_clip_vision(path):
     path = os.path.join(path, names[0])
   if not os.path.isfile(path):
     raise MissingFileError(f"no CLIP weights at {path!r}: put a transformers CLIP model.safetensors or an OpenAI / "
-                           "open_clip ViT-B-32 file there (nothing is downloaded)")
+                           "open_clip ViT-B-32 file there, or name it by an hf: / url: reference")
   state = torch_state_dict(path) if path.endswith(TORCH_SUFFIXES) else read_safetensors(path)
   return clip_from_state_dict(state)

@@ -49,6 +49,7 @@ class Reference:
 
 
 def is_reference(value) -> bool:
+  """True for a string of the form hf:…, url:… or train:… (a reference, not a path)."""
   return isinstance(value, str) and value.split(":", 1)[0] in REFERENCE_KINDS and ":" in value
 
 

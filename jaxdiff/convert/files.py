@@ -14,6 +14,7 @@ def flatten_params(tree, leaf=np.asarray) -> dict:
 
 
 def unflatten_params(flat: dict) -> dict:
+  """{"a/b/c": array} (the safetensors layout of exports) → the nested parameter tree; ``flatten_params`` inverts it."""
   out = {}
   for key, v in flat.items():
     node = out

@@ -2,7 +2,7 @@
 
 The .pth file is a pickle: it is read only with torch's ``weights_only=True`` loader (plain tensors; a file
 that would run code is refused), converted once to safetensors (flat ``params/...`` and ``batch_stats/...``
-keys), and every later run reads the safetensors. Nothing is downloaded: the user supplies the file.
+keys), and every later run reads the safetensors. The user supplies the file (or a url: reference to it).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def load_inception_variables(path):
   next to it, as ``<name>.safetensors``)."""
   if not os.path.isfile(path):
     raise MissingFileError(f"no Inception-v3 weights at {path!r}: put pytorch-fid's pt_inception-2015-12-05 file "
-                           "there (nothing is downloaded)")
+                           "there, or name it by an hf: / url: reference")
   if path.endswith(TORCH_SUFFIXES):
     converted = os.path.splitext(path)[0] + ".safetensors"
     if not os.path.isfile(converted):

@@ -63,7 +63,7 @@ def params_from_timm_state(state) -> dict:
 def _read(path):
   if not os.path.isfile(path):
     raise MissingFileError(f"no ViT weights at {path!r}: put a timm / Hugging Face model.safetensors (or a "
-                           "state-dict .pt) there (nothing is downloaded)")
+                           "state-dict .pt) there, or name it by an hf: / url: reference")
   return torch_state_dict(path) if path.endswith(TORCH_SUFFIXES) else read_safetensors(path)
 
 

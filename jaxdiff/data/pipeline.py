@@ -17,6 +17,7 @@ from jaxdiff.errors import ConfigError
 
 
 def steps_per_epoch(num_examples, global_batch):
+  """Whole global batches per epoch (the remainder is dropped); a batch larger than the dataset is a ``ConfigError``."""
   if global_batch > num_examples:
     raise ConfigError(f"batch size {global_batch} exceeds the {num_examples} examples of the dataset; use a smaller one")
   return num_examples // global_batch
@@ -43,6 +44,7 @@ def host_batches(source, global_batch, *, seed=0, start_step=0):
 
 
 def data_sharding(mesh):
+  """Batches split over the mesh's "data" axis along their first dimension."""
   return NamedSharding(mesh, P("data"))
 
 

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 
 
 def gaussian_eps_fn(schedule, mu, s):
+  """The exact ε-predictor of data x_0 ~ N(mu, s²I) (model space): ε*(x_t, t) = √(1−ᾱ)(x_t − √ᾱ mu) /
+  (ᾱ s² + 1 − ᾱ). A closed-form stand-in for a network in tests of the samplers."""
   def eps_fn(x_t, t):
     ab = schedule.alpha_bar(t).reshape((-1,) + (1,) * (x_t.ndim - 1))
     return jnp.sqrt(1 - ab) * (x_t - jnp.sqrt(ab) * mu) / (ab * s ** 2 + 1 - ab)

@@ -92,6 +92,7 @@ def _bcast(v, x):
 
 
 def from_betas(betas) -> Schedule:
+  """A ``Schedule`` from explicit β_1..β_T (1-D, each in (0, 1)); ᾱ_t = Π_{s≤t}(1 − β_s) in float64, then float32."""
   betas = np.asarray(betas, np.float64)
   if betas.ndim != 1 or np.any(betas <= 0) or np.any(betas >= 1):
     raise ValueError("betas must be a 1-D array with values in (0, 1)")
@@ -114,6 +115,8 @@ def cosine_schedule(num_timesteps=1000, s=0.008, max_beta=0.999) -> Schedule:
 
 
 def make_schedule(name="linear", num_timesteps=1000, **kw) -> Schedule:
+  """The schedule named in a config: "linear" (Ho et al.: β from 1e-4 to 0.02) or "cosine" (Nichol & Dhariwal)
+  with ``num_timesteps`` steps; ``kw`` goes to the constructor."""
   if name == "linear":
     return linear_schedule(num_timesteps, **kw)
   if name == "cosine":

@@ -90,6 +90,7 @@ _NOT_CONSTRUCTOR_KEYS = ("name", "image_size", "in_channels", "dtype", "init_fro
 
 
 def classifier_names():
+  """The names ``build_model`` accepts for classifiers (``config.model.name``), sorted."""
   return sorted(CLASSIFIERS)
 
 

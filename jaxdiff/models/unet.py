@@ -52,6 +52,8 @@ class UNetConfig:
 
 
 def ddpm_cifar10(**kw) -> UNetConfig:
+  """Ho et al.'s CIFAR-10 U-Net (google/ddpm-cifar10-32: 128 channels, mults 1,2,2,2, attention at 16×16,
+  35.7M parameters); ``kw`` replaces fields."""
   return UNetConfig.ddpm(**kw)
 
 
@@ -248,4 +250,5 @@ def eps_apply(model):
 
 
 def count_params(tree) -> int:
+  """The number of scalars in a parameter tree."""
   return int(sum(x.size for x in jax.tree_util.tree_leaves(tree)))

@@ -5,7 +5,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from conftest import cifar_archive
+from conftest import cifar_archive, cifar_binary_archive
 from jaxdiff import data
 
 
@@ -32,6 +32,60 @@ def test_cifar_archive_source(tmp_path, is100):
   # CHW rows → NHWC pixels in [0, 1]
   np.testing.assert_allclose(x[0], raw[3].reshape(3, 32, 32).transpose(1, 2, 0) / 255.0, rtol=1e-6)
   assert y[0] == labels[3]
+
+
+@pytest.mark.parametrize("is100", [False, True])
+def test_cifar_binary_archive_source(tmp_path, is100):
+  """The binary archives (what tfds downloads; the CIFAR configs' url: default): label byte(s) + CHW pixels."""
+  path, truth = cifar_binary_archive(str(tmp_path / f"cifar-{100 if is100 else 10}-binary.tar.gz"), is100=is100)
+  tr, te = data.cifar_archive_source(path, "train"), data.cifar_archive_source(path, "test")
+  assert len(tr) == (12 if is100 else 60) and len(te) == 12 and tr.num_classes == (100 if is100 else 10)
+  raw, labels = truth["test.bin" if is100 else "test_batch.bin"]
+  x, y = te.get(np.arange(12))
+  np.testing.assert_allclose(x, raw.reshape(12, 3, 32, 32).transpose(0, 2, 3, 1) / 255.0, rtol=1e-6)
+  np.testing.assert_array_equal(y, labels)  # CIFAR-100: the fine label (second byte)
+  raw, labels = truth["data_batch_2.bin" if not is100 else "train.bin"]
+  np.testing.assert_array_equal(tr.get(np.arange(12, 24) if not is100 else np.arange(12))[1], labels)
+
+
+def test_truncated_binary_archive_is_refused(tmp_path):
+  path, _ = cifar_binary_archive(str(tmp_path / "cifar-10-binary.tar.gz"))
+  with tarfile.open(path) as tar:
+    members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+  with tarfile.open(path, "w:gz") as tar:
+    for m, blob in members:
+      blob = blob[:-5] if m.name.endswith("test_batch.bin") else blob
+      m.size = len(blob)
+      tar.addfile(m, io.BytesIO(blob))
+  from jaxdiff.errors import ConfigError
+  with pytest.raises(ConfigError, match="not whole CIFAR binary"):
+    data.cifar_archive_source(path, "test")
+
+
+def test_tfds_dataset_is_downloaded_where_allowed_and_named_in_one_line_where_not(monkeypatch, tmp_path):
+  import tensorflow_datasets as tfds
+  calls = []
+
+  def fake_data_source(name, split, data_dir, download, builder_kwargs=None):
+    calls.append(download)
+    if not download:
+      raise FileNotFoundError("not prepared")
+    assert builder_kwargs == {"file_format": "array_record"}
+    return [{"image": np.zeros((32, 32, 3), np.uint8), "label": 3}]
+
+  monkeypatch.setattr(tfds, "data_source", fake_data_source)
+  monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+  monkeypatch.setenv("JAXDIFF_OFFLINE", "0")
+  src = data.tfds_source("cifar10", "train", str(tmp_path), download=True)
+  assert calls == [False, True] and src.get(np.array([0]))[1][0] == 3
+  with pytest.raises(FileNotFoundError, match="not available"):
+    data.tfds_source("cifar10", "train", str(tmp_path))  # tasks read prepared data only: prepare_dataset fetches
+  monkeypatch.setenv("JAXDIFF_OFFLINE", "1")
+  calls.clear()
+  with pytest.raises(FileNotFoundError) as e:
+    data.tfds_source("cifar10", "train", str(tmp_path), download=True)
+  assert calls == [False] and "\n" not in str(e.value) and "dataset CIFAR-10 (tfds 'cifar10')" in str(e.value)
+  assert "downloads are off" in str(e.value) and "--config.data.name=cifar10_archive" in str(e.value)
 
 
 class _Evil:

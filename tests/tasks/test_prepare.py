@@ -2,15 +2,12 @@
 resume after a kill and are reused, and the design card's diff2_cifar command end to end against a fake hub and a
 CIFAR-10 archive served on 127.0.0.1 (fetch → train classifiers → trigger → fine-tune → evaluate → certify)."""
 import hashlib
-import io
 import json
 import os
-import tarfile
 
-import numpy as np
 import pytest
 
-from conftest import FakeHub, FileServer, tiny_diffusers_unet
+from conftest import FakeHub, FileServer, cifar_binary_archive, tiny_diffusers_unet
 from jaxdiff import tasks
 from jaxdiff.errors import ConfigError
 from jaxdiff.tasks.prepare import prepare, references
@@ -79,22 +76,9 @@ def test_train_stage_is_resumed_after_a_kill_reused_and_retrained_under_new_sett
     prepare(c, wd, tasks.run)
 
 
-def _cifar_binary_archive(n=16):
-  """A cifar-10-binary.tar.gz of random images (n per batch file), as the CIFAR homepage lays it out."""
-  rng = np.random.default_rng(0)
-  buf = io.BytesIO()
-  with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-      rows = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], 1).astype(np.uint8)
-      info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
-      info.size = rows.nbytes
-      tar.addfile(info, io.BytesIO(rows.tobytes()))
-  return buf.getvalue()
-
-
 def test_diff2_cifar_command_fetches_trains_and_resumes_every_stage(tmp_path, fetch_env, monkeypatch):
   from configs import diff2_cifar
-  archive = _cifar_binary_archive()
+  archive = open(cifar_binary_archive(str(tmp_path / "cifar-10-binary.tar.gz"), n=16)[0], "rb").read()
   files = FileServer({"cifar-10-binary.tar.gz": archive})
   hub = FakeHub({"google/ddpm-cifar10-32": tiny_diffusers_unet(str(tmp_path / "unet"))})
   monkeypatch.setenv("HF_ENDPOINT", hub.url)
