@@ -631,7 +631,7 @@ RULES += ZOO_RULES
 # ---------------------------------------------------------------- scan: backdoor detection of one model
 
 
-ENTROPY_THRESHOLD_DIGITS = 2.03  # nats; calibrated on configs/diff2_detect_digits.py's 21 models (README)
+ENTROPY_THRESHOLD_DIGITS = 2.03  # nats; calibrated on configs/diff2_detect_digits.py's 21 models (docs/results.md)
 
 
 def add_scan(c, *, model="", encoder_path=""):
