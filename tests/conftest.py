@@ -338,3 +338,22 @@ def tiny_diffusers_unet(folder, size=32, channels=3):
                             up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=8)
   m.save_pretrained(folder, safe_serialization=True)
   return {f: open(os.path.join(folder, f), "rb").read() for f in os.listdir(folder)}
+
+
+def fashion_mnist_idx(folder, n_train=12, n_test=6):
+  """Fashion-MNIST's four gzip IDX files with random 28×28 images in ``folder``; returns {split: (images, labels)}."""
+  import gzip
+
+  import numpy as np
+  rng = np.random.default_rng(2)
+  os.makedirs(folder, exist_ok=True)
+  truth = {}
+  for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, n, dtype=np.uint8)
+    truth[split] = (x, y)
+    with gzip.open(os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"), "wb") as f:
+      f.write(b"\0\0\x08\x03" + b"".join(int(d).to_bytes(4, "big") for d in x.shape) + x.tobytes())
+    with gzip.open(os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz"), "wb") as f:
+      f.write(b"\0\0\x08\x01" + n.to_bytes(4, "big") + y.tobytes())
+  return truth

@@ -91,7 +91,7 @@ def _center_crop_resize(img, size):
   return _resize(img[top:top + s, left:left + s], size)
 
 
-TFDS_CLASSES = {"cifar10": 10, "cifar100": 100, "celeb_a": 8, "mnist": 10, "imagenet2012": 1000}
+TFDS_CLASSES = {"cifar10": 10, "cifar100": 100, "celeb_a": 8, "mnist": 10, "fashion_mnist": 10, "imagenet2012": 1000}
 _TFDS_SPLITS = {("imagenet2012", "test"): "validation"}  # ImageNet's labelled held-out split
 
 
@@ -101,6 +101,7 @@ CIFAR_BINARY = {  # the archives tfds itself downloads (its url_checksums): no p
     "cifar100": "url:https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz"
                 "#sha256=58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec"}
 _NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "celeb_a": "CelebA", "mnist": "MNIST",
+          "fashion_mnist": "Fashion-MNIST",
           "imagenet2012": "ImageNet"}
 
 
@@ -145,7 +146,10 @@ def tfds_source(name, split, data_dir=None, image_size=None, download=False):
 def prepare_dataset(cfg):
   """Makes sure the dataset of a ``config.data`` block can be read, downloading a tfds dataset where the machine
   can (before any training starts); a missing one is a one-line ``MissingFileError``."""
-  if cfg.name in TFDS_CLASSES:
+  if cfg.name == "fashion_mnist":
+    if fashion_mnist_dir(cfg.get("path", "")) is None:
+      fashion_mnist_source("test", cfg.get("path", ""), 28, cfg.get("data_dir") or None, download=True)
+  elif cfg.name in TFDS_CLASSES:
     tfds_source(cfg.name, "test", cfg.get("data_dir") or None, cfg.get("image_size"), download=True)
   elif cfg.name.endswith("_archive") and not os.path.isfile(cfg.path):
     cifar_archive_source(cfg.path)  # raises the message that says how to provide it
@@ -194,6 +198,74 @@ def cifar_archive_source(path, split="train"):
         xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         ys.append(np.asarray(d[b"fine_labels" if is100 else b"labels"], np.int32))
   return ArraySource(np.concatenate(xs), np.concatenate(ys), 100 if is100 else 10)
+
+
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)  # Debian's dataset-fashion-mnist
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                       "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FASHION_MNIST_HELP = ("Fashion-MNIST's IDX files are not there: install them with `apt-get install "
+                      "dataset-fashion-mnist` (Debian / Ubuntu), or pass --config.data.path=DIR, a folder holding "
+                      "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+                      "t10k-labels-idx1-ubyte.gz")
+
+
+def read_idx(path, ndim):
+  """An IDX file (gzip-compressed or not; Fashion-MNIST / MNIST's format) of unsigned bytes → uint8 array with
+  ``ndim`` dimensions. A wrong magic number, another element type or a truncated file is a ``ConfigError``."""
+  import gzip
+  opener = gzip.open if str(path).endswith(".gz") else open
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (OSError, EOFError) as e:
+    raise ConfigError(f"{path}: not a readable IDX file ({e})") from e
+  if len(data) < 4 + 4 * ndim or data[:2] != b"\0\0" or data[2] != 0x08 or data[3] != ndim:
+    raise ConfigError(f"{path}: not an IDX file of {ndim}-D unsigned bytes (magic {data[:4].hex() or 'missing'}, "
+                      f"expected 000008{ndim:02x})")
+  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+  if body.size != int(np.prod(shape)):
+    raise ConfigError(f"{path}: holds {body.size} bytes of data where its header says {shape} "
+                      f"({int(np.prod(shape))}): truncated or corrupt")
+  return body.reshape(shape)
+
+
+def fashion_mnist_dir(path=""):
+  """The folder of Fashion-MNIST's four IDX files: ``path`` when given, else Debian's package folder; None when
+  neither holds them."""
+  for d in ([path] if path else list(FASHION_MNIST_DIRS)):
+    if all(os.path.isfile(os.path.join(d, f)) for fs in FASHION_MNIST_FILES.values() for f in fs):
+      return d
+  return None
+
+
+def fashion_mnist_source(split="train", path="", image_size=28, data_dir=None, download=False):
+  """Fashion-MNIST (Xiao et al. 2017; 60,000 train + 10,000 test, 28×28 grey, 10 classes), the official split:
+  from the IDX files in ``path`` or Debian's folder (``fashion_mnist_dir``), else tfds' ``fashion_mnist``
+  (downloaded with ``download`` where the machine can). Pixel space [0, 1], [N, S, S, 1]: S = 28, or 32 with the
+  28×28 image zero-padded by 2 pixels on each side (for U-Nets that halve the size three times)."""
+  if image_size not in (28, 32):
+    raise ConfigError(f"config.data.image_size = {image_size}: Fashion-MNIST is 28 (as it is) or 32 (zero-padded)")
+  folder = fashion_mnist_dir(path)
+  if folder is not None:
+    images_file, labels_file = (os.path.join(folder, f) for f in FASHION_MNIST_FILES[split])
+    images, labels = read_idx(images_file, 3), read_idx(labels_file, 1)
+    if len(images) != len(labels) or images.shape[1:] != (28, 28):
+      raise ConfigError(f"{folder}: {len(images)} images of {images.shape[1:]} and {len(labels)} labels in the "
+                        f"{split} files: not Fashion-MNIST")
+    images = images[..., None]
+  elif path:
+    raise MissingFileError(f"config.data.path = {path!r}: {FASHION_MNIST_HELP}")
+  else:
+    try:
+      src = tfds_source("fashion_mnist", split, data_dir, download=download)
+    except MissingFileError as e:
+      raise MissingFileError(f"dataset Fashion-MNIST: {FASHION_MNIST_HELP}; the tfds route failed too ({e})") from e
+    images, labels = src.get(np.arange(len(src)))
+    images = (images * 255).round().astype(np.uint8)
+  if image_size == 32:
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+  return ArraySource(images, labels.astype(np.int32), 10)
 
 
 def digits_source(split="train", image_size=16, test_fraction=0.2, seed=0):
@@ -273,4 +345,6 @@ def make_source(cfg, split="train"):
                             cfg.get("num_classes", 10), seed=0 if split == "train" else 1)
   if name.endswith("_archive"):
     return cifar_archive_source(cfg.path, split)
+  if name == "fashion_mnist":
+    return fashion_mnist_source(split, cfg.get("path", ""), cfg.image_size, cfg.get("data_dir") or None)
   return tfds_source(name, split, cfg.get("data_dir") or None, cfg.get("image_size"))

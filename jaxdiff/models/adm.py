@@ -15,10 +15,9 @@ import math
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from jaxdiff.models.layers import Conv, GroupNorm
+from jaxdiff.models.layers import Conv, GroupNorm, attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,14 +128,12 @@ class ADMUNet(nn.Module):
     heads = c // cfg.num_head_channels if cfg.num_head_channels != -1 else heads
     ch = c // heads
     qkv = nn.Dense(3 * c, dtype=cfg.dtype, name=f"{p}_qkv")(self._norm(f"{p}_norm")(x).astype(cfg.dtype))
-    qkv = qkv.reshape(b, hh * ww, 3 * c).astype(jnp.float32)
+    qkv = qkv.reshape(b, hh * ww, 3 * c)
     if cfg.use_new_attention_order:  # split q, k, v, then heads
       q, k, v = (a.reshape(b, -1, heads, ch) for a in jnp.split(qkv, 3, -1))
     else:  # legacy: split heads, then q, k, v
       q, k, v = jnp.split(qkv.reshape(b, -1, heads, 3 * ch), 3, -1)
-    scale = 1.0 / math.sqrt(math.sqrt(ch))
-    w = jax.nn.softmax(jnp.einsum("bthc,bshc->bhts", q * scale, k * scale), -1)
-    a = jnp.einsum("bhts,bshc->bthc", w, v).reshape(b, hh, ww, c)
+    a = attention(q, k, v, 1.0 / math.sqrt(ch)).reshape(b, hh, ww, c)  # OpenAI scales q and k by ch^-¼ each
     return x + nn.Dense(c, dtype=cfg.dtype, name=f"{p}_proj_out")(a.astype(cfg.dtype)).astype(x.dtype)
 
   @nn.compact

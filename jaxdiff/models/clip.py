@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdiff.models.layers import attention
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -37,8 +39,7 @@ class _Layer(nn.Module):
     h = nn.LayerNorm(c.eps, name="layer_norm1")(x)
     split = lambda name: nn.Dense(w, name=name)(h).reshape(b, n, c.heads, hd)
     q, k, v = split("q_proj"), split("k_proj"), split("v_proj")
-    att = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q * hd ** -0.5, k), axis=-1)
-    x = x + nn.Dense(w, name="out_proj")(jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(b, n, w))
+    x = x + nn.Dense(w, name="out_proj")(attention(q, k, v, hd ** -0.5).reshape(b, n, w))
     h = nn.Dense(c.mlp_dim, name="fc1")(nn.LayerNorm(c.eps, name="layer_norm2")(x))
     return x + nn.Dense(w, name="fc2")(h * jax.nn.sigmoid(1.702 * h))  # quick-GELU
 

@@ -141,3 +141,14 @@ class _MLP(nn.Module):
 
 
 MLP = _MLP  # the class keeps its old name: flax names parameters after it ("_MLP_0") in saved ViT/Swin exports
+
+
+def attention(q, k, v, scale=None):
+  """Multi-head scaled dot-product attention, softmax(q·kᵀ·scale)·v per head (Vaswani et al., Eq. 1).
+
+  ``q`` [B, T, H, D], ``k`` and ``v`` [B, S, H, D], one dtype (bf16 allowed); ``scale`` defaults to 1/√D. Returns
+  [B, T, H, D] in that dtype; the logits and the softmax statistics are fp32. ``jax.nn.dot_product_attention`` with
+  ``implementation=None``: cuDNN's fused kernel where the shapes and dtype allow it on NVIDIA GPUs, XLA's otherwise
+  (tests/models/test_layers.py checks it against the explicit einsum + softmax, forward and gradient)."""
+  return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation=None)
+

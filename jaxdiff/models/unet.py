@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdiff.models.layers import Conv, GroupNorm
+from jaxdiff.models.layers import Conv, GroupNorm, attention
 from jaxdiff.parallel import run_once
 
 
@@ -105,9 +105,7 @@ class AttentionBlock(nn.Module):
     h = _norm(cfg, "group_norm")(x).astype(dt).reshape(b, hgt * wid, c)
     proj = lambda name: nn.Dense(c, dtype=dt, name=name)(h).reshape(b, hgt * wid, heads, head_dim)
     q, k, v = proj("to_q"), proj("to_k"), proj("to_v")
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-    w = jax.nn.softmax(logits / math.sqrt(head_dim), axis=-1).astype(dt)
-    o = jnp.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, hgt * wid, c)
+    o = attention(q, k, v, 1.0 / math.sqrt(head_dim)).reshape(b, hgt * wid, c)
     o = nn.Dense(c, dtype=dt, name="to_out_0")(o).reshape(x.shape)
     return (o + x) / self.output_scale
 

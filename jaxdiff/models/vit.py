@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdiff.models.layers import MLP, Normalize
+from jaxdiff.models.layers import MLP, Normalize, attention
 
 
 class ViT(nn.Module):
@@ -52,9 +52,7 @@ class _TimmBlock(nn.Module):
     h = ln("norm1")(x).astype(self.dtype)
     qkv = nn.Dense(3 * d, dtype=self.dtype, name="qkv")(h).reshape(b, n, 3, self.heads, hd)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q * hd ** -0.5, k).astype(jnp.float32)
-    att = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    x = x + nn.Dense(d, dtype=self.dtype, name="proj")(jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(b, n, d))
+    x = x + nn.Dense(d, dtype=self.dtype, name="proj")(attention(q, k, v, hd ** -0.5).reshape(b, n, d))
     h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1")(ln("norm2")(x).astype(self.dtype))
     return x + nn.Dense(d, dtype=self.dtype, name="fc2")(nn.gelu(h, approximate=False))
 

@@ -147,7 +147,8 @@ def get_config():
   c.overwrite = False  # True: replace checkpoints and results a workdir holds from other settings
 
   c.data = ml_collections.ConfigDict(dict(
-      name="cifar10",       # cifar10 | cifar100 | celeb_a (tfds) | cifar10_archive | cifar100_archive | digits | synthetic
+      name="cifar10",       # cifar10 | cifar100 | celeb_a (tfds) | cifar10_archive | cifar100_archive | fashion_mnist |
+                            #   digits | synthetic
       image_size=32, data_dir="", path="", num_examples=1024, channels=3, num_classes=10))
 
   c.model = ml_collections.ConfigDict(dict(  # Ho et al. CIFAR-10 U-Net
@@ -194,7 +195,7 @@ def cifar_data(c, name="cifar10"):
 
 TASKS = ("train_ddpm", "train_classifier", "purification", "certify", "diff2", "baddiffusion", "zoo", "scan",
          "defend_zoo")
-DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "imagenet2012", "cifar10_archive", "cifar100_archive", "digits", "digits_rings",
+DATASETS = ("cifar10", "cifar100", "celeb_a", "mnist", "fashion_mnist", "imagenet2012", "cifar10_archive", "cifar100_archive", "digits", "digits_rings",
             "synthetic")
 _training = task_is("train_ddpm", "train_classifier", "diff2", "baddiffusion", "zoo")
 

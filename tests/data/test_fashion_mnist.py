@@ -1,0 +1,59 @@
+"""Fashion-MNIST from its IDX files (the Debian package's layout), written here: parsing, shapes, labels, the
+official split, the padding to 32, and broken or missing files refused with one line."""
+import gzip
+
+import numpy as np
+import pytest
+
+from conftest import fashion_mnist_idx
+from jaxdiff import data
+from jaxdiff.errors import ConfigError, MissingFileError
+
+
+def test_idx_files_are_read_with_the_official_split_and_padding(tmp_path):
+  truth = fashion_mnist_idx(str(tmp_path))
+  tr = data.fashion_mnist_source("train", str(tmp_path))
+  te = data.fashion_mnist_source("test", str(tmp_path), image_size=32)
+  assert (len(tr), len(te), tr.shape, te.shape, tr.num_classes) == (12, 6, (28, 28, 1), (32, 32, 1), 10)
+  x, y = tr.get(np.arange(12))
+  np.testing.assert_allclose(x[..., 0], truth["train"][0] / 255.0, rtol=1e-6)
+  np.testing.assert_array_equal(y, truth["train"][1])
+  x, y = te.get(np.arange(6))
+  assert np.all(x[:, :2] == 0) and np.all(x[:, :, -2:] == 0)  # 2 black pixels on every side
+  np.testing.assert_allclose(x[:, 2:30, 2:30, 0], truth["test"][0] / 255.0, rtol=1e-6)
+  from ml_collections import ConfigDict
+  cfg = ConfigDict(dict(name="fashion_mnist", path=str(tmp_path), image_size=32, data_dir=""))
+  assert data.make_source(cfg, "test").shape == (32, 32, 1)
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("truncate", "truncated or corrupt"), ("magic", "not an IDX file of 3-D unsigned bytes"),
+    ("garbage", "not a readable IDX file")])
+def test_broken_idx_files_are_refused_with_one_line(tmp_path, damage, message):
+  fashion_mnist_idx(str(tmp_path))
+  path = tmp_path / "train-images-idx3-ubyte.gz"
+  raw = gzip.decompress(path.read_bytes())
+  if damage == "truncate":
+    path.write_bytes(gzip.compress(raw[:-100]))
+  elif damage == "magic":
+    path.write_bytes(gzip.compress(b"\0\0\x08\x01" + raw[4:]))
+  else:
+    path.write_bytes(b"not gzip at all")
+  with pytest.raises(ConfigError, match=message) as e:
+    data.fashion_mnist_source("train", str(tmp_path))
+  assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_missing_fashion_mnist_names_the_debian_package_and_the_flag(tmp_path):
+  with pytest.raises(MissingFileError, match=r"apt-get install dataset-fashion-mnist.*--config\.data\.path=DIR") as e:
+    data.fashion_mnist_source("train", str(tmp_path / "nowhere"))
+  assert "\n" not in str(e.value)
+  with pytest.raises(ConfigError, match="28 .* or 32"):
+    data.fashion_mnist_source("train", str(tmp_path), image_size=16)
+
+
+@pytest.mark.skipif(data.sources.fashion_mnist_dir() is None, reason="Debian's dataset-fashion-mnist is not installed")
+def test_the_debian_package_holds_the_real_dataset():
+  tr, te = data.fashion_mnist_source("train"), data.fashion_mnist_source("test")
+  assert (len(tr), len(te)) == (60_000, 10_000)
+  assert np.bincount(tr.labels).tolist() == [6000] * 10 and te.labels[:5].tolist() == [9, 2, 1, 1, 6]
