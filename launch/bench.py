@@ -64,6 +64,8 @@ flags.DEFINE_integer("aa_buckets", 8, "attack --autoattack: each attack runs on 
 flags.DEFINE_float("aa_eps", 1e-4, "attack --autoattack: ℓ∞ radius in pixels, small so that every point stays robust "
                    "and every attack runs on every point on both sides (AutoAttack's worst-case work).")
 flags.DEFINE_string("out", "", "Also write the JSON here.")
+flags.DEFINE_string("profile", "", "Write a jax.profiler trace of the whole suite (compilation included) to this folder "
+                    "(view it with TensorBoard's profile plugin or Perfetto).")
 FLAGS = flags.FLAGS
 
 
@@ -81,6 +83,8 @@ def main(argv):
                                         in_channels=ucfg.in_channels, num_classes=10, dtype=FLAGS.dtype))
   if FLAGS.suite in ("certify", "attack") or FLAGS.autoattack:
     info["classifier"] = FLAGS.classifier
+  if FLAGS.profile:
+    jax.profiler.start_trace(FLAGS.profile)
   if FLAGS.suite == "unet":
     extra, results = bench_unet(FLAGS.size, batch, FLAGS.dtype, FLAGS.iters, FLAGS.t_bar, FLAGS.samplers,
                                 peer=FLAGS.peer, peer_compile=FLAGS.peer_compile)
@@ -120,6 +124,9 @@ def main(argv):
                                      peer=FLAGS.peer, remat=remat, compact_buckets=FLAGS.aa_buckets,
                                      peer_compile=FLAGS.peer_compile)
       results += rows
+  if FLAGS.profile:
+    jax.profiler.stop_trace()
+    info["profile"] = FLAGS.profile
   report = {**info, **extra, "results": results}
   text = json.dumps(report, indent=2)
   print(text)

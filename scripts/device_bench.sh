@@ -22,6 +22,12 @@
 #   carlini                    Carlini et al.'s pipeline: improved-diffusion ADM (50M) + ViT-B/16 at 224, bf16, against the
 #                              OpenAI UNetModel + timm ViT in their loop (rate at N = 20,000; they certify N = 100,000)
 #   ops                        the per-op table
+#   unet_sweep                 U-Net forward and train step, bf16, batch 8 / 64 / 512 / 1024 (no purification rows, no
+#                              peer): the points of docs/images/bench_unet.png (launch/bench_plots.py)
+#   profile                    a jax.profiler trace of the bf16 certification loop (OUT_DIR/profile/), for the issue's
+#                              top-kernel summary
+# PEER_COMPILE=1 (the default) adds the torch.compile'd peer (max-autotune, channels_last) to the unet, certify, carlini
+# and attack rows: speedup_vs_peer stays the eager ratio, speedup_vs_compiled_peer is the compiled one.
 # Seen on an H200 (2026-11-28, jax 0.11.2): a suite spends 1.5-3 min, most of it compiling (cuDNN autotuning), so a
 # 15-minute lease holds about three; the rows print to the log as they are measured. Second lease: certify_bf16 +
 # attack + carlini in 427 s, then unet_fp32 + ops in 222 s (the machine stays warm between calls).
@@ -46,6 +52,7 @@ PY="${PYTHON:-python3}"
   $PY -c "import jax, flax, optax, torch; print('jax', jax.__version__, jax.devices(), '| flax', flax.__version__,
 '| optax', optax.__version__, '| torch', torch.__version__, torch.cuda.is_available())"; } >>"$LOG" 2>&1
 KIND=$($PY -c "import jax; print(jax.devices()[0].device_kind.replace(' ', '_'))")
+PC=""; [ "${PEER_COMPILE:-1}" = 1 ] && PC="--peer_compile"
 if [ "$SIZE" = cifar ]; then UBATCH=256; CBATCH=1000; CLS=resnet50; N=10000; ABATCH=4; TBAR=75
 else UBATCH=8; CBATCH=50; CLS=tiny; N=200; ABATCH=2; TBAR=5; fi
 
@@ -62,13 +69,13 @@ suite() {  # suite NAME CAP_S ARGS...: one bench run, cut at min(CAP_S, time lef
 run_one() {
   case $1 in
   unet_bf16) suite "unet_${SIZE}_b${UBATCH}_bfloat16" 240 --suite=unet --size="$SIZE" --batch=$UBATCH \
-    --dtype=bfloat16 --iters=5 --samplers=ddpm,ddim --peer=torch ;;
+    --dtype=bfloat16 --iters=5 --samplers=ddpm,ddim --peer=torch $PC ;;
   certify_bf16) suite "certify_${SIZE}_${CLS}_bfloat16" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
-    --batch=$CBATCH --n=$N --dtype=bfloat16 --iters=2 --peer=torch ;;
+    --batch=$CBATCH --n=$N --dtype=bfloat16 --iters=2 --peer=torch $PC ;;
   carlini) suite "certify_carlini_${SIZE}_bfloat16" 240 --suite=certify --pipeline=carlini --size="$SIZE" \
-    --batch=$(( CBATCH / 2 )) --n=$(( N * 2 )) --dtype=bfloat16 --iters=1 --peer=torch ;;
+    --batch=$(( CBATCH / 2 )) --n=$(( N * 2 )) --dtype=bfloat16 --iters=1 --peer=torch $PC ;;
   attack) suite "attack_${SIZE}_pgd20_b${ABATCH}" 240 --suite=attack --size="$SIZE" --classifier=$CLS \
-    --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch --peer_pgd_steps=3 ;;
+    --batch=$ABATCH --t_bar=$TBAR --pgd_steps=20 --peer=torch --peer_pgd_steps=3 $PC ;;
   autoattack) suite "attack_${SIZE}_autoattack_b${ABATCH}" 480 --suite=attack --size="$SIZE" --classifier=$CLS \
     --batch=$ABATCH --t_bar=$TBAR --pgd_steps=0 --autoattack --aa_steps=3 --aa_queries=20 --iters=1 --peer=torch ;;
   certify_fp32) suite "certify_${SIZE}_${CLS}_float32" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
@@ -76,10 +83,15 @@ run_one() {
   unet_fp32) suite "unet_${SIZE}_b${UBATCH}_float32" 200 --suite=unet --size="$SIZE" --batch=$UBATCH \
     --dtype=float32 --iters=5 --samplers=ddpm,ddim --peer=torch ;;
   ops) suite "ops_b${UBATCH}" 150 --suite=ops --batch=$UBATCH --iters=5 --peer=torch ;;
+  unet_sweep) for b in 8 64 512 1024; do suite "unet_${SIZE}_b${b}_bfloat16_sweep" 90 --suite=unet --size="$SIZE" \
+    --batch=$b --dtype=bfloat16 --iters=5 --samplers=; done ;;
+  profile) suite "certify_${SIZE}_${CLS}_bfloat16_profile" 180 --suite=certify --size="$SIZE" --classifier=$CLS \
+    --batch=$CBATCH --n=$N --dtype=bfloat16 --iters=1 --profile="$OUT_DIR/profile" ;;
   *) echo "unknown suite $1" | tee -a "$LOG" ;;
   esac
 }
-for s in ${SUITES:-unet_bf16 certify_bf16 carlini attack autoattack certify_fp32 unet_fp32 ops}; do run_one "$s"; done
+for s in ${SUITES:-unet_bf16 certify_bf16 carlini attack autoattack unet_sweep profile certify_fp32 unet_fp32 ops}; do
+  run_one "$s"; done
 # Summary: one line per row (name, jaxdiff rate, speedup_vs_peer).
 $PY - "$OUT_DIR" "$KIND" <<'PYEOF' | tee -a "$LOG"
 import glob, json, os, sys
@@ -88,5 +100,6 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], sys.argv[2] + "_*.json"))):
   for r in d.get("results", []):
     rate = r.get("images_per_sec") or r.get("draws_per_sec") or r.get("items_per_sec")
     print(f"{os.path.basename(f)[:-5]:42s} {r.get('name', '?')!s:34s} rate={rate!s:.8s} s={r.get('seconds_per_call', 0):.4g} "
-          f"peer_s={r.get('peer_seconds_per_call', '-')!s:.8s} x_peer={r.get('speedup_vs_peer')!s:.5s}")
+          f"peer_s={r.get('peer_seconds_per_call', '-')!s:.8s} x_peer={r.get('speedup_vs_peer')!s:.5s} "
+          f"x_compiled={r.get('speedup_vs_compiled_peer')!s:.5s} peak={r.get('fraction_of_peak')!s:.5s}")
 PYEOF

@@ -45,11 +45,13 @@ def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1
   row["images_per_sec"] = row.pop("items_per_sec")
   extra = {"params": nparams}
   if peer:
-    from jaxdiff.bench.peer import add_peer, peer_device, peer_pgd_seconds
+    from jaxdiff.bench.peer import add_peer, both_peers, peer_device, peer_pgd_seconds
     try:
-      peer_s = peer_pgd_seconds(*twins, np.asarray(x), np.asarray(y), logits_fn.purifier.make_schedule().betas,
-                                eps=eps, steps=steps, t_bar=t_bar, iters=iters,
-                                timed_steps=peer_timed_steps, compile=peer_compile)
+      peer_s, compiled_s = both_peers(
+          lambda compile: peer_pgd_seconds(*twins, np.asarray(x), np.asarray(y),
+                                           logits_fn.purifier.make_schedule().betas, eps=eps, steps=steps,
+                                           t_bar=t_bar, iters=iters, timed_steps=peer_timed_steps, compile=compile),
+          peer_compile)
     except RuntimeError as e:  # torch.OutOfMemoryError: autograd through every step keeps every activation
       if "out of memory" not in str(e):
         raise
@@ -59,7 +61,8 @@ def bench_attack(unet_cfg, cls_cfg, *, batch, t_bar, steps, eps=8 / 255, iters=1
       row["peer_pgd_steps_timed"] = peer_timed_steps
     add_peer([row], {row["name"]: peer_s}, peer_device(f"DiffPure's loop (autograd through every step; diffusers "
                                                        f"UNet2DModel + {cls_cfg.name})"
-                                                       + (", torch.compile" if peer_compile else "")))
+                                                       + (", eager and torch.compile" if peer_compile else "")),
+             {row["name"]: compiled_s} if compiled_s else None)
   return extra, [row]
 
 
@@ -105,11 +108,13 @@ def bench_autoattack(unet_cfg, cls_cfg, *, batch, t_bar, eps=1e-4, steps=100, qu
                           robust_after=report["square"], robust_per_attack=report)
   row["images_per_sec"] = row.pop("items_per_sec")
   if peer:
-    from jaxdiff.bench.peer import add_peer, peer_autoattack_seconds, peer_device
-    peer_s, row["peer_robust_after"] = peer_autoattack_seconds(
-        *twins, np.asarray(x), logits_fn.fn.purifier.make_schedule().betas, eps=eps, steps=steps, queries=queries,
-        t_bar=t_bar, n_classes=cls_cfg.num_classes, iters=iters, compile=peer_compile)
+    from jaxdiff.bench.peer import add_peer, both_peers, peer_autoattack_seconds, peer_device
+    (peer_s, row["peer_robust_after"]), compiled = both_peers(
+        lambda compile: peer_autoattack_seconds(
+            *twins, np.asarray(x), logits_fn.fn.purifier.make_schedule().betas, eps=eps, steps=steps,
+            queries=queries, t_bar=t_bar, n_classes=cls_cfg.num_classes, iters=iters, compile=compile), peer_compile)
     add_peer([row], {row["name"]: peer_s}, peer_device(f"torchattacks AutoAttack-standard through DiffPure's loop "
                                                        f"(diffusers UNet2DModel + {cls_cfg.name})"
-                                                       + (", torch.compile" if peer_compile else "")))
+                                                       + (", eager and torch.compile" if peer_compile else "")),
+             {row["name"]: compiled[0]} if compiled else None)
   return {"params": nparams}, [row]

@@ -83,7 +83,7 @@ def bench_peer(model, shape, betas, *, dtype, iters, t_bar, samplers, compile=Fa
   import torch
   dev = "cuda" if torch.cuda.is_available() else "cpu"
   model = model.to(dev)
-  net = torch.compile(model) if compile else model
+  net = compile_peer(model) if compile else model
   b, h, w, c = shape
   gen = torch.Generator(device=dev).manual_seed(0)
   x = torch.rand((b, c, h, w), generator=gen, device=dev) * 2 - 1
@@ -155,15 +155,37 @@ def peer_device(what):
           f"{torch.get_num_threads()} threads, {what}")
 
 
-def add_peer(results, peer_seconds, device):
-  """Adds ``peer_seconds_per_call``, the peer's rate and ``speedup_vs_peer`` (jaxdiff rate ÷ peer rate; None where
-  the peer has no such row) to each result row, in place."""
+def add_peer(results, peer_seconds, device, compiled_seconds=None):
+  """Adds ``peer_seconds_per_call`` and ``speedup_vs_peer`` (jaxdiff rate ÷ the eager peer's rate; None where the
+  peer has no such row) to each result row, in place; with ``compiled_seconds`` (the same peer under
+  ``compile_peer``, measured in the same run) also ``compiled_peer_seconds_per_call`` and ``speedup_vs_compiled_peer``."""
   for r in results:
     s = peer_seconds.get(r["name"])
     r["speedup_vs_peer"] = None if s is None else s / r["seconds_per_call"]
     if s is not None:
       r.update(peer_seconds_per_call=s, peer_device=device)
+    if compiled_seconds is not None:
+      c = compiled_seconds.get(r["name"])
+      r["speedup_vs_compiled_peer"] = None if c is None else c / r["seconds_per_call"]
+      if c is not None:
+        r["compiled_peer_seconds_per_call"] = c
   return results
+
+
+def both_peers(measure, compile):
+  """(eager seconds, compiled seconds or None): ``measure(compile=...)`` run eager, then (with ``compile``) again
+  with the networks under ``compile_peer``."""
+  return measure(compile=False), (measure(compile=True) if compile else None)
+
+
+def compile_peer(module):
+  """The strongest PyTorch form of a peer network: on CUDA, channels_last memory and
+  ``torch.compile(mode="max-autotune")``; on a CPU, ``torch.compile`` with inductor's defaults (max-autotune's
+  CPU search takes minutes for nothing)."""
+  import torch
+  if torch.cuda.is_available():
+    return torch.compile(module.to(memory_format=torch.channels_last), mode="max-autotune")
+  return torch.compile(module)
 
 
 # --- classifiers and the robustness loops (certification, PGD through purification) -----------------------------
@@ -273,11 +295,11 @@ def torch_denoise_classify(unet, clf, x_noisy, abar_t, t_star):
 
 
 def on_device(unet, clf, compile=False):
-  """The twins moved to the peer's device in eval mode; ``compile``: each wrapped in torch.compile (inductor)."""
+  """The twins moved to the peer's device in eval mode; ``compile``: each in its ``compile_peer`` form."""
   import torch
   dev = torch_device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
-  return (torch.compile(unet), torch.compile(clf)) if compile else (unet, clf)
+  return (compile_peer(unet), compile_peer(clf)) if compile else (unet, clf)
 
 
 def peer_certify_seconds(unet, clf, x, betas, *, sigma, t_star, n, batch, dtype="float32", compile=False):

@@ -76,10 +76,12 @@ def bench_unet(size, batch, dtype, iters, t_bar, samplers, peer="", peer_compile
   for r in out:
     r["images_per_sec"] = r.pop("items_per_sec")
   if peer:
-    from jaxdiff.bench.peer import add_peer, bench_peer, peer_device
-    secs = bench_peer(torch_model, shape, sched.betas, dtype=dtype, iters=iters, t_bar=t_bar, samplers=samplers,
-                      compile=peer_compile)
-    add_peer(out, secs, peer_device("diffusers UNet2DModel" + (", torch.compile" if peer_compile else "")))
+    from jaxdiff.bench.peer import add_peer, bench_peer, both_peers, peer_device
+    secs, compiled = both_peers(lambda compile: bench_peer(torch_model, shape, sched.betas, dtype=dtype, iters=iters,
+                                                           t_bar=t_bar, samplers=samplers, compile=compile),
+                                peer_compile)
+    add_peer(out, secs, peer_device("diffusers UNet2DModel" + (", eager and torch.compile" if peer_compile else "")),
+             compiled)
   return {"model_params": count_params(params), **extra}, out
 
 

@@ -34,9 +34,11 @@ def test_bench_unet_and_certify_json(tmp_path):
   assert c["speedup_vs_host_loop"] > 0 and c["gflops_per_draw"] > 0
   # Carlini et al.'s loop on the same weights: the same classifier, the same denoised labels
   assert c["peer_classifier_rel_diff"] < 1e-5 and c["peer_label_agreement"] >= 0.95
-  for r in c["results"]:
+  for r in c["results"]:  # --peer_compile: the eager and the compiled peer, both measured in this run
     assert abs(r["speedup_vs_peer"] - r["peer_seconds_per_call"] / r["seconds_per_call"]) < 1e-9
-    assert "Carlini" in r["peer_device"] and r["peer_device"].endswith(", torch.compile")
+    assert abs(r["speedup_vs_compiled_peer"] - r["compiled_peer_seconds_per_call"] / r["seconds_per_call"]) < 1e-9
+    assert "Carlini" in r["peer_device"] and r["peer_device"].endswith(", eager and torch.compile")
+  assert c["compiled_peer_draws_per_sec"] > 0 and c["peer_draws_per_sec"] > 0
 
 
 def test_bench_certify_carlini_pipeline_json(tmp_path):
