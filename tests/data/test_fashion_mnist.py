@@ -57,3 +57,26 @@ def test_the_debian_package_holds_the_real_dataset():
   tr, te = data.fashion_mnist_source("train"), data.fashion_mnist_source("test")
   assert (len(tr), len(te)) == (60_000, 10_000)
   assert np.bincount(tr.labels).tolist() == [6000] * 10 and te.labels[:5].tolist() == [9, 2, 1, 1, 6]
+
+
+def test_fashion_mnist_configs_train_at_tiny_size(tmp_path):
+  """configs/{classifier,ddpm}_fashion_mnist.py on IDX files written here, shrunk: both export, padded input."""
+  from configs import classifier_fashion_mnist, ddpm_fashion_mnist
+  from jaxdiff import tasks
+  from jaxdiff.convert import load_model
+  fashion_mnist_idx(str(tmp_path / "idx"), n_train=16, n_test=8)
+  c = classifier_fashion_mnist.get_config()
+  c.data.path = str(tmp_path / "idx")
+  c.model.name = "cnn"
+  c.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2, eval_every=2)
+  tasks.run(c, str(tmp_path / "clf"))
+  _, _, meta = load_model(str(tmp_path / "clf" / "export"), kind="classifier")
+  assert meta["steps"] == 2 and 0 <= meta["test_accuracy"] <= 1
+  d = ddpm_fashion_mnist.get_config()
+  d.data.path = str(tmp_path / "idx")
+  d.model.update(base_channels=8, channel_mults=(1, 2), attention_resolutions=(), layers_per_block=1,
+                 norm_num_groups=4)
+  d.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2, sample_every=0)
+  tasks.run(d, str(tmp_path / "ddpm"))
+  model, _, meta = load_model(str(tmp_path / "ddpm" / "export"), kind="unet")
+  assert meta["model"]["image_size"] == 32 and meta["model"]["in_channels"] == 1
