@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -14,6 +16,7 @@ def _bench(*args, out):
   return json.load(open(out))
 
 
+@pytest.mark.slow  # ~45 s of U-Net compiles and torch.compile; the ops and remat suites run in the fast tier
 def test_bench_unet_and_certify_json(tmp_path):
   d = _bench("--suite=unet", "--size=tiny", "--batch=4", "--iters=1", "--samplers=ddim,ode", "--t_bar=5",
              "--peer=torch", out=str(tmp_path / "u.json"))
@@ -41,6 +44,7 @@ def test_bench_unet_and_certify_json(tmp_path):
   assert c["compiled_peer_draws_per_sec"] > 0 and c["peer_draws_per_sec"] > 0
 
 
+@pytest.mark.slow  # ~15 s; a benchmark, not a behaviour of the library
 def test_bench_certify_carlini_pipeline_json(tmp_path):
   """--pipeline=carlini: the ADM U-Net (learned σ, cosine 4,000) + ViT in timm's layout against the OpenAI
   UNetModel + timm ViT on the same weights, at CPU-test size."""
@@ -54,6 +58,7 @@ def test_bench_certify_carlini_pipeline_json(tmp_path):
     assert "OpenAI UNetModel + timm ViT" in r["peer_device"]
 
 
+@pytest.mark.slow  # ~85 s of PGD and AutoAttack compiles, jaxdiff's and torch's
 def test_bench_attack_json(tmp_path):
   a = _bench("--suite=attack", "--size=tiny", "--classifier=tiny", "--batch=2", "--t_bar=3", "--pgd_steps=3",
              "--peer_pgd_steps=1", "--autoattack", "--aa_steps=2", "--aa_queries=3", "--iters=1", "--peer=torch",
@@ -99,6 +104,7 @@ def test_bench_memory_orders_the_remat_policies():
   assert all(r["argument_bytes"] > 0 and r["output_bytes"] == 2 * 16 * 16 * 1 * 4 for r in rows)
 
 
+@pytest.mark.slow  # ~50 s of AutoAttack compiles; the remat test covers the suite
 def test_bench_memory_of_autoattack_through_the_purifier():
   """Each AutoAttack program through t̄-step purification (per-step remat, APGD with 20 EOT draws) needs about one
   input gradient's memory, not t̄ steps' or 20 draws' worth."""

@@ -22,6 +22,7 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
   assert os.listdir(tmp_path / "wd" / "samples")
 
 
+@pytest.mark.slow  # ~60 s; tests/tasks/test_prepare.py runs the same pipeline in the fast tier
 def test_cifar10_colab_notebook_executes_offline_on_tiny_files(tmp_path, monkeypatch):
   """notebooks/cifar10_colab.ipynb top to bottom with the design card's command at tiny size: a CIFAR-10 archive and
   a diffusers U-Net on disk, tiny classifier stages, downloads off."""

@@ -22,6 +22,7 @@ def _tiny(tmp_path):
   return c
 
 
+@pytest.mark.slow  # ~60 s; tests/backdoor/test_baddiffusion.py covers the attack in the fast tier
 def test_baddiffusion_tiny_end_to_end_resume_and_refusals(tmp_path):
   c = _tiny(tmp_path)
   c.baddiffusion.sweep_poison_rate = (0.5, c.baddiffusion.poison_rate)

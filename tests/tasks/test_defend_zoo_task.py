@@ -29,6 +29,7 @@ def _tiny(tiny_zoo, tmp_path):
 
 
 @pytest.mark.xdist_group("tiny_zoo")
+@pytest.mark.slow  # the tiny zoo (built once per worker, ~105 s) and its defences: the slow tier (scripts/test.sh -m slow)
 def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
   c = _tiny(tiny_zoo, tmp_path)
   wd = tmp_path / "wd"
@@ -111,6 +112,7 @@ def test_target_mse_is_the_median_pixel_mse_to_an_image_target_and_none_for_a_cl
 
 
 @pytest.mark.xdist_group("tiny_zoo")
+@pytest.mark.slow  # the tiny zoo (built once per worker, ~105 s) and its defences: the slow tier (scripts/test.sh -m slow)
 def test_the_papers_protocol_samples_each_model_its_own_way(tiny_zoo, tmp_path, monkeypatch):
   """defend.bbti_samplers = "model": BadDiffusion → DDPM from ε + r with κ 0.9; TrojDiff D2I → DDIM with TrojDiff's
   sampling at γ 0.6; In-/Out-D2D → the same at their γ with κ = defend.class_kappa (the paper's 0.75)."""
@@ -134,6 +136,7 @@ def test_the_papers_protocol_samples_each_model_its_own_way(tiny_zoo, tmp_path, 
 
 
 @pytest.mark.xdist_group("tiny_zoo")
+@pytest.mark.slow  # the tiny zoo (built once per worker, ~105 s) and its defences: the slow tier (scripts/test.sh -m slow)
 def test_a_trojdiff_model_is_repaired_with_its_trigger_read_in_trojdiffs_form(tiny_zoo, tmp_path, monkeypatch):
   """BBTI inverts d2i's trigger through TrojDiff's sampling (γ 0.6), so the Taylor scores and the unlearn loss
   read r as its μ (``pruning.triggered_input`` with γ 0.6), and the rows say so; Elijah's τ stays an ε + τ shift."""

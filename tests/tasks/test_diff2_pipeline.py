@@ -232,6 +232,7 @@ def test_diff2_cifar_config_runs_first_steps_on_synthetic_data(tmp_path):
   assert c.diff2.alpha == 0.05 and c.diff2.t_trunc == 300 and c.optim.lr == 2e-4 and c.purify.t_bar == 75
 
 
+@pytest.mark.slow  # ~40 s; tests/robust/test_purification.py covers the re-projection in the fast tier
 def test_reprojection_defense_rows(tmp_path):
   from configs import diff2_digits_reproject
   paths = _exports(tmp_path, 8, 1)

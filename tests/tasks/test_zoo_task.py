@@ -14,6 +14,7 @@ PINNED = {"attack", "trigger", "target", "poison_rate"}
 
 
 @pytest.mark.xdist_group("tiny_zoo")
+@pytest.mark.slow  # the tiny zoo (built once per worker, ~105 s) and its defences: the slow tier (scripts/test.sh -m slow)
 def test_zoo_tiny_end_to_end_layout_and_resume(tiny_zoo, tmp_path):
   from configs import zoo_digits
   exports, built, rows = tiny_zoo  # one run_zoo of tiny_zoo_config, shared with the defend_zoo test
@@ -87,7 +88,7 @@ def test_zoo_only_must_name_entries_of_the_zoo(tmp_path):
   assert not os.path.exists(tmp_path / "wd")
 
 
-@pytest.mark.slow  # the whole digits zoo: ~2.5 h on 2 CPU cores; JAXDIFF_ZOO_WORKDIR=W checks (and completes) W
+@pytest.mark.experiment  # the whole digits zoo: ~2.5 h on 2 CPU cores; JAXDIFF_ZOO_WORKDIR=W checks (and completes) W
 def test_full_digits_zoo_meets_the_asr_bar(tmp_path):
   from configs import zoo_digits
   workdir = os.environ.get("JAXDIFF_ZOO_WORKDIR") or str(tmp_path / "zoo")
