@@ -26,7 +26,7 @@ from jaxdiff.convert.export import META_FILE
 from jaxdiff.data import dataset_title, prepare_dataset
 from jaxdiff.errors import ConfigError
 from jaxdiff.fingerprints import canonical, check_or_record
-from jaxdiff.io import write_json
+from jaxdiff.io import is_writer, write_json
 from jaxdiff.tasks.config import validate
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -83,8 +83,11 @@ def prepare(config, workdir, run_task):
   prepare_dataset(out.data)
   for r in trained:
     resolve(*r, lambda value, what: train_stage(parse_reference(value), config, workdir, run_task, what))
+  record = os.path.join(workdir, "sources.json")
   if sources:
-    write_json(os.path.join(workdir, "sources.json"), sources)
+    write_json(record, sources)
+  elif os.path.exists(record) and is_writer():  # a run with no references: no stale provenance in its reports
+    os.remove(record)
   return out, sources
 
 

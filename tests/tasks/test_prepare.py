@@ -65,6 +65,8 @@ def test_train_stage_is_resumed_after_a_kill_reused_and_retrained_under_new_sett
   again, _ = prepare(c, wd, tasks.run)  # the next run reuses the export
   assert again.classifier.path == out.classifier.path and len(_rows(folder)) == rows
   assert os.path.getmtime(os.path.join(folder, "export", "params.safetensors")) == stamp
+  c.classifier.path = out.classifier.path  # a folder: nothing to record, and no stale record left for the report
+  assert prepare(c, wd, tasks.run)[1] == {} and not os.path.exists(os.path.join(wd, "sources.json"))
   c.classifier.path = f"train:{cfg_file}:optim.lr=0.01"  # other settings: another stage, the first one kept
   other, _ = prepare(c, wd, tasks.run)
   assert other.classifier.path != out.classifier.path and os.path.isdir(out.classifier.path)
