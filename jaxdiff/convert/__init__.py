@@ -3,7 +3,7 @@ Inception-v3, OpenAI improved/guided-diffusion U-Nets, timm ViTs. Pickle files a
 loader at most)."""
 from jaxdiff.convert.clip import clip_from_state_dict, load_clip_vision
 from jaxdiff.convert.diffusers import config_from_diffusers, convert_state_dict, diffusers_config, load_diffusers_unet
-from jaxdiff.convert.fetch import (Reference, cache_dir, fetch, is_reference, offline, parse_reference,
+from jaxdiff.convert.fetch import (Reference, cache_dir, fetch, is_reference, parse_reference, split_overrides,
                                    url_cache_path)
 from jaxdiff.convert.export import (ASSETS, check_finite, export_model, flatten_params, load_model, load_params,
                                     model_digest, resolve_path, save_params, unflatten_params)

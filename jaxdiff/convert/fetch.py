@@ -80,11 +80,16 @@ def parse_reference(value: str) -> Reference:
     config, _, overrides = rest.partition(":")
     if not config.endswith(".py"):
       raise ConfigError(f"{value!r} is not a training reference: write train:configs/NAME.py[:field=value,...]")
-    for item in filter(None, overrides.split(",")):
+    for item in split_overrides(overrides):
       if "=" not in item:
         raise ConfigError(f"{value!r}: overrides are field=value pairs separated by commas ({item!r})")
     return Reference("train", config, overrides=overrides, text=value)
   raise ConfigError(f"{value!r}: unknown reference kind {kind!r} (hf:, url: or train:)")
+
+
+def split_overrides(text):
+  """'a.b=1,c=(1,2),d=x' → ['a.b=1', 'c=(1,2)', 'd=x']: commas inside () or [] belong to the value."""
+  return [item for item in re.split(r",(?![^()\[\]]*[)\]])", text) if item]
 
 
 def cache_dir():

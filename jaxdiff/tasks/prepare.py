@@ -21,7 +21,7 @@ import sys
 
 import ml_collections
 
-from jaxdiff.convert import export_public_checkpoint, fetch, is_reference, parse_reference
+from jaxdiff.convert import export_public_checkpoint, fetch, is_reference, parse_reference, split_overrides
 from jaxdiff.convert.export import META_FILE
 from jaxdiff.data import dataset_title, prepare_dataset
 from jaxdiff.errors import ConfigError
@@ -114,9 +114,7 @@ def load_config_file(path, what="config"):
 
 def apply_overrides(config, overrides, what):
   """'a.b=1,c.d=(1,2),e=resnet50' applied to ``config`` (values read as Python literals, else strings)."""
-  for item in re.split(r",(?![^()\[\]]*[)\]])", overrides):
-    if not item:
-      continue
+  for item in split_overrides(overrides):
     key, _, text = item.partition("=")
     try:
       value = ast.literal_eval(text)

@@ -80,3 +80,44 @@ def test_fashion_mnist_configs_train_at_tiny_size(tmp_path):
   tasks.run(d, str(tmp_path / "ddpm"))
   model, _, meta = load_model(str(tmp_path / "ddpm" / "export"), kind="unet")
   assert meta["model"]["image_size"] == 32 and meta["model"]["in_channels"] == 1
+
+
+TINY_DDPM = ("train:configs/ddpm_fashion_mnist.py:model.base_channels=8,model.channel_mults=(1,2),"
+             "model.attention_resolutions=(),model.layers_per_block=1,model.norm_num_groups=4,train.num_steps=2,"
+             "train.batch_size=8,train.sample_every=0")
+TINY_CNN = "train:configs/classifier_fashion_mnist.py:model.name=cnn,train.num_steps=2,train.batch_size=8,train.eval_every=2"
+
+
+@pytest.mark.slow  # two train: stages and a task each (~2 min); the pinned report schemas on Fashion-MNIST
+def test_diff2_and_baddiffusion_fashion_mnist_configs_write_the_digits_report_schema(tmp_path):
+  """configs/{diff2,baddiffusion}_fashion_mnist.py at tiny size on IDX files written here, their models trained as
+  train: stages: the report fields of their digits twins."""
+  import json
+
+  from configs import baddiffusion_fashion_mnist, diff2_fashion_mnist
+  from jaxdiff import tasks
+  fashion_mnist_idx(str(tmp_path / "idx"), n_train=32, n_test=16)
+  b = baddiffusion_fashion_mnist.get_config()
+  b.data.path = str(tmp_path / "idx")
+  b.model.init_from = TINY_DDPM
+  b.baddiffusion.update(fid_classifier=TINY_CNN, sample_steps=3, num_samples=4, fid_samples=4, sample_batch=8,
+                        clip=(False,))
+  b.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2)
+  tasks.run(b, str(tmp_path / "bd"))
+  r = json.load(open(tmp_path / "bd" / "report.json"))
+  assert {"fid_features", "fid_reference", "mse_threshold"} <= set(r) and r["rows"]
+  assert {"model", "sampler", "clip", "mse", "ssim", "asr", "fid"} <= set(r["rows"][0])
+  d = diff2_fashion_mnist.get_config()
+  d.data.path = str(tmp_path / "idx")
+  d.purify.update(denoiser=TINY_DDPM, samplers=("ddim",), num_steps=2, one_step=False)
+  d.classifier.path = TINY_CNN + ",optim.lr=0.05"
+  d.diff2.update(surrogates=(TINY_CNN,), trigger_steps=2, trigger_batch=8)
+  d.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2)
+  d.attack.update(pgd_steps=1)
+  d.eval.update(num_examples=4, batch_size=4, robust_examples=4, stride=1)
+  d.certify.update(n=8, n0=4, num_images=2, batch_size=8, sigmas=(0.5,))
+  tasks.run(d, str(tmp_path / "diff2"))
+  r = json.load(open(tmp_path / "diff2" / "report.json"))
+  for m in ("benign", "backdoored"):
+    assert {"asr", "clean_acc"} <= set(r["purification"]["ddim"][m])
+  assert r["sources"]["config.purify.denoiser"]["steps"] == 2
