@@ -296,7 +296,6 @@ def torch_denoise_classify(unet, clf, x_noisy, abar_t, t_star):
 
 def on_device(unet, clf, compile=False):
   """The twins moved to the peer's device in eval mode; ``compile``: each in its ``compile_peer`` form."""
-  import torch
   dev = torch_device()
   unet, clf = unet.to(dev).eval(), clf.to(dev).eval()
   return (compile_peer(unet), compile_peer(clf)) if compile else (unet, clf)
