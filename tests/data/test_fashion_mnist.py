@@ -59,6 +59,7 @@ def test_the_debian_package_holds_the_real_dataset():
   assert np.bincount(tr.labels).tolist() == [6000] * 10 and te.labels[:5].tolist() == [9, 2, 1, 1, 6]
 
 
+@pytest.mark.slow  # ~17 s; the IDX tests above cover the data in the fast tier
 def test_fashion_mnist_configs_train_at_tiny_size(tmp_path):
   """configs/{classifier,ddpm}_fashion_mnist.py on IDX files written here, shrunk: both export, padded input."""
   from configs import classifier_fashion_mnist, ddpm_fashion_mnist

@@ -94,6 +94,7 @@ def test_bench_ops_at_the_digits_shapes():
   assert rows[1]["shape_nhwc"] == [2, 8, 8, 64] and all(r["forward_ms"] > 0 and r["fwd_bwd_ms"] > 0 for r in rows)
 
 
+@pytest.mark.slow  # ~16 s; a benchmark, kept out of the 10-minute fast tier
 def test_bench_memory_orders_the_remat_policies():
   from jaxdiff.bench.memory import bench_memory
   rows = bench_memory("tiny", 2, "float32", t_bar=3, sampler="ddpm")
@@ -104,7 +105,7 @@ def test_bench_memory_orders_the_remat_policies():
   assert all(r["argument_bytes"] > 0 and r["output_bytes"] == 2 * 16 * 16 * 1 * 4 for r in rows)
 
 
-@pytest.mark.slow  # ~50 s of AutoAttack compiles; the remat test covers the suite
+@pytest.mark.slow  # ~50 s of AutoAttack compiles
 def test_bench_memory_of_autoattack_through_the_purifier():
   """Each AutoAttack program through t̄-step purification (per-step remat, APGD with 20 EOT draws) needs about one
   input gradient's memory, not t̄ steps' or 20 draws' worth."""
