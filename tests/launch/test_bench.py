@@ -16,7 +16,7 @@ def _bench(*args, out):
   return json.load(open(out))
 
 
-@pytest.mark.slow  # ~45 s of U-Net compiles and torch.compile; the ops and remat suites run in the fast tier
+@pytest.mark.slow  # ~45 s of U-Net compiles and torch.compile; the ops suite runs in the fast tier
 def test_bench_unet_and_certify_json(tmp_path):
   d = _bench("--suite=unet", "--size=tiny", "--batch=4", "--iters=1", "--samplers=ddim,ode", "--t_bar=5",
              "--peer=torch", out=str(tmp_path / "u.json"))
