@@ -15,7 +15,7 @@ from jaxdiff.parallel import make_mesh
 from jaxdiff.report import save_grid
 from jaxdiff.tasks.common import fingerprint, init_or_load, make_sampler_fn, schedule_from_config
 from jaxdiff.tasks.config import validate
-from jaxdiff.train import classifier_loss, diffusion_loss, fit
+from jaxdiff.train import augmented, classifier_loss, diffusion_loss, fit
 
 
 def _check_data_shape(src, mcfg):
@@ -72,10 +72,11 @@ def evaluate_classifier(model, variables, source, batch_size=500):
 
 def train_classifier(config, workdir):
   validate(config)
-  loss = classifier_loss(config.train.label_smoothing, config.train.augment)
+  loss = classifier_loss(config.train.label_smoothing)
   adv = config.train.adversarial
   if adv.enabled:
     loss = adversarial_loss(loss, eps=adv.eps, step_size=adv.step_size, steps=adv.steps)
+  loss = augmented(loss, config.train.augment)  # outermost: PGD attacks the augmented image
   src, model, variables = _setup(config)
   test = make_source(config.data, "test")
   evals = []

@@ -51,25 +51,34 @@ def diffusion_loss(schedule, t_max=None):
   return loss_fn
 
 
-def classifier_loss(label_smoothing=0.0, augment=""):
-  """Cross-entropy of a classifier on pixel-space images; BatchNorm stats in ``model_state``. ``augment``:
-  "" (none) | "crop_flip" (``data.random_crop_flip``: 4-pixel padded random crop and horizontal flip, on device)."""
+def augmented(loss_fn, augment):
+  """``loss_fn`` on an augmented batch: "" (none) | "crop_flip" (``data.random_crop_flip``: 4-pixel padded random
+  crop and horizontal flip, on device, inside the jitted step). Outermost, so that adversarial training attacks the
+  augmented image (Madry et al.'s order)."""
   if augment not in ("", "crop_flip"):
     raise ValueError(f"unknown augmentation {augment!r}; use '' or 'crop_flip'")
+  if not augment:
+    return loss_fn
 
+  def wrapped(apply_fn, params, model_state, batch, key, frozen=None):
+    key, k_aug = jax.random.split(key)
+    return loss_fn(apply_fn, params, model_state, {**batch, "image": random_crop_flip(batch["image"], k_aug)}, key,
+                   frozen)
+  return wrapped
+
+
+def classifier_loss(label_smoothing=0.0, augment=""):
+  """Cross-entropy of a classifier on pixel-space images; BatchNorm stats in ``model_state``; ``augment`` as in
+  ``augmented``."""
   def loss_fn(apply_fn, params, model_state, batch, key, frozen=None):
     del frozen
     variables = {"params": params, **model_state}
     mutable = list(model_state.keys())
-    images = batch["image"]
-    if augment:
-      key, k_aug = jax.random.split(key)
-      images = random_crop_flip(images, k_aug)
-    out = apply_fn(variables, images, train=True, rngs={"dropout": key}, mutable=mutable)
+    out = apply_fn(variables, batch["image"], train=True, rngs={"dropout": key}, mutable=mutable)
     logits, new_state = out if mutable else (out, {})
     n = logits.shape[-1]
     onehot = optax.smooth_labels(jax.nn.one_hot(batch["label"], n), label_smoothing)
     loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot).mean()
     acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, ({"accuracy": acc}, dict(new_state))
-  return loss_fn
+  return augmented(loss_fn, augment)

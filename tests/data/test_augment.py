@@ -42,3 +42,20 @@ def test_classifier_loss_augments_only_when_asked():
   same = classifier_loss(augment="")(model.apply, v["params"], state, batch, jax.random.key(4))[0]
   aug = classifier_loss(augment="crop_flip")(model.apply, v["params"], state, batch, jax.random.key(3))[0]
   assert float(plain) == float(same) and float(aug) != float(plain)
+
+
+def test_augmentation_wraps_any_loss_outermost():
+  """``train.augmented`` hands the wrapped loss (e.g. adversarial training's PGD) the augmented batch, and is the
+  identity for augment=''; an unknown augmentation is refused."""
+  import pytest
+
+  from jaxdiff.train import augmented
+  seen = []
+  spy = lambda apply_fn, params, state, batch, key, frozen=None: seen.append(batch["image"]) or 0.0
+  x = np.random.default_rng(1).uniform(0.1, 1, (4, 8, 8, 1)).astype(np.float32)
+  key = jax.random.key(5)
+  augmented(spy, "crop_flip")(None, None, {}, {"image": x, "label": np.zeros(4)}, key)
+  np.testing.assert_array_equal(np.asarray(seen[0]), np.asarray(random_crop_flip(x, jax.random.split(key)[1])))
+  assert augmented(spy, "") is spy
+  with pytest.raises(ValueError, match="unknown augmentation"):
+    augmented(spy, "mixup")
