@@ -1,7 +1,7 @@
 """DIFF2 on Fashion-MNIST (32-padded), the fields of configs/diff2_digits.py: trigger on a CNN surrogate, fine-tune of
 the Fashion-MNIST DDPM into φ*, purification with the four samplers (4 network calls from t̄ = 75; the ODE 8),
 PGD, certification on a small subset. Until issue #50 ships trained models the DDPM, the ResNet-18 target and the
-CNN surrogate are train: stages of the run (WORKDIR/models/; hours on 2 CPU cores for the DDPM):
+CNN surrogate (configs/classifier_fashion_mnist{,_cnn}.py) are train: stages of the run (WORKDIR/models/; hours on 2 CPU cores for the DDPM):
 
   apt-get install dataset-fashion-mnist
   python launch/main.py --config=configs/diff2_fashion_mnist.py --workdir=workdirs/diff2_fashion_mnist
@@ -12,7 +12,7 @@ from configs import default
 
 DDPM = "train:configs/ddpm_fashion_mnist.py"
 TARGET = "train:configs/classifier_fashion_mnist.py"
-SURROGATE = "train:configs/classifier_fashion_mnist.py:model.name=cnn"
+SURROGATE = "train:configs/classifier_fashion_mnist_cnn.py"
 
 
 def get_config():

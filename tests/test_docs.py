@@ -21,7 +21,9 @@ def _commands(path):
   """The `python launch/main.py …` lines of the fenced code blocks of a Markdown file (continuations joined)."""
   text = open(path).read()
   out = []
-  for block in re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.S):
+  for lang, block in re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M):  # fences paired line by line
+    if lang not in ("", "bash", "sh"):
+      continue
     joined = re.sub(r"\\\n\s*", " ", block)
     for line in joined.splitlines():
       line = line.split(" #")[0].strip().rstrip("&").strip()

@@ -435,6 +435,10 @@ def add_defense(c, name):
       population_benign=10,               # entropy: benign fine-tunes (clean loss only, one seed each) besides φ
       population_untargeted=5, population_targeted=5,  # backdoored φ* (targets cycle over the classes)
       population_steps=100,               # fine-tuning steps per population model
+      heldout_seeds=0,                    # entropy: held-out benign and untargeted models per setting below, seeds
+                                          #   the population never uses, judged with its threshold (TPR / FPR)
+      heldout_steps=(100, 300, 1000),     #   their fine-tune lengths (each at diff2.alpha)
+      heldout_alphas=(),                  #   and other DIFF2 α (each at population_steps)
       **entropy_detector(),
       elijah_iterations=100, elijah_lambda=0.5,  # elijah (§5.6): Elijah's inversion and forest on the population
       elijah_batch=16, elijah_steps=20,  # noise batch of the inversion; DDPM steps of the samples from ε + τ
@@ -464,8 +468,13 @@ DEFENSE_RULES = [
     each("defense.anp_models", lambda v: v in ("benign", "backdoored"), "are 'benign' or 'backdoored'"),
     each("defense.advtrain_attacks", lambda v: v in ("untargeted", "targeted"), "are 'untargeted' or 'targeted'"),
     Rule("defense.population_untargeted", lambda v, c: c.defense.name not in ("entropy", "elijah")
-         or v + c.defense.population_targeted >= 1, "+ defense.population_targeted must be ≥ 1: the threshold "
-         "is calibrated between benign and backdoored models"),
+         or v + c.defense.population_targeted >= 1 or (c.defense.name == "entropy" and c.defense.entropy_threshold),
+         "+ defense.population_targeted must be ≥ 1: the threshold is calibrated between benign and backdoored "
+         "models (or give defense.entropy_threshold)"),
+    integer("defense.heldout_seeds", 0),
+    each("defense.heldout_steps", lambda v: isinstance(v, int) and v >= 1, "are fine-tuning step counts ≥ 1",
+         nonempty=False),
+    each("defense.heldout_alphas", lambda v: _is_num(v) and 0 < v <= 1, "are DIFF2 α in (0, 1]", nonempty=False),
 ]
 RULES += DEFENSE_RULES
 
@@ -633,6 +642,9 @@ RULES += ZOO_RULES
 
 
 ENTROPY_THRESHOLD_DIGITS = 2.03  # nats; calibrated on configs/diff2_detect_digits.py's 21 models (docs/results.md)
+# that threshold judged on held-out digits models (configs/diff2_detect_digits_heldout.py): scan.mode=entropy says so
+ENTROPY_HELDOUT_DIGITS = {"data": "digits", "threshold": ENTROPY_THRESHOLD_DIGITS, "tpr": None, "fpr": None,
+                          "models": 0, "report": "docs/diff2_detect_digits_heldout.json"}
 
 
 def add_scan(c, *, model="", encoder_path=""):
@@ -681,8 +693,35 @@ def add_scan(c, *, model="", encoder_path=""):
       finetune_ema=0.999,          # the repaired model is the fine-tune's EMA (this decay, warm-up min(d, (1 + s)
                                    #   /(10 + s))); 0: its last iterate, whose FID varied 1.2–2.0 between seeds
       fid_classifier=encoder_path,  # FID features (penultimate layer) of the removal's before/after samples
-      fid_samples=1024))           # at 192 a digits model's FID reads ~0.7 high and ±13 %: wider than a 25 % bar
+      fid_samples=1024,            # at 192 a digits model's FID reads ~0.7 high and ±13 %: wider than a 25 % bar
+      **terd_settings(),
+      **input_detection_settings()))
   return c
+
+
+TERD_KL_THRESHOLD_DIGITS = 0.02  # nats per dimension; measured on the digits models (docs/results.md, TERD)
+
+
+def terd_settings():
+  """TERD (``backdoor/terd.py``; scan.mode = "terd" and defend_zoo's TERD rows). The authors' CIFAR-10 run:
+  3,000 + 1,000 iterations; the digits defaults are a tenth of that."""
+  return dict(
+      terd_iterations=300,         # trigger estimation: SGD on the reversed loss from x0 ~ N(0, I), t within 10 of T
+      terd_refine_iterations=100,  # refinement: x0 generated from ε + r by terd_sampler (differentiated through)
+      terd_batch=16, terd_lr=0.5, terd_weight_decay=5e-5,  # batch, SGD lr (cosine decay), λ of −λ‖r‖₁
+      terd_sampler="ddim", terd_steps=10,  # the refinement's few-step sampler
+      terd_clip_norm=0.01,         # the refinement's gradient clipping (global norm)
+      terd_form="terd",            # forward form of the reversed loss: terd (b_t = 1) | baddiffusion | trojdiff
+      terd_kl_threshold=TERD_KL_THRESHOLD_DIGITS)  # backdoored when the reversed trigger's mean KL exceeds it
+
+
+def input_detection_settings():
+  """Input-level detectors (``backdoor/input_detection.py``): UFID and DisDet, and the filter's level."""
+  return dict(
+      ufid_copies=8, ufid_scale=0.5,  # UFID: generations from x_T and copies x_T + scale·ε (scan.num_steps steps of
+                                      #   each model's sampler), scored by their mean pairwise cosine (scan.encoder)
+      disdet_bins=64,                 # DisDet: histogram bins on [−4, 4] (plus the tails) of x_T's values
+      input_fpr=0.05)                 # the level a calibrated threshold holds on clean noise (TPR at this FPR)
 
 
 REMOVAL_KEYS = ("remove_ratio", "prune_groups", "remove_loss", "taylor_threshold", "taylor_batch", "finetune_data",
@@ -706,7 +745,13 @@ SCAN_RULES = [
     number("scan.kappa_plus", 0), number("scan.kappa_minus", 0), number("scan.min_entropy", 0, 8),
     one_of("scan.encoder", ("classifier", "pixels", "clip")),
     one_of("scan.trigger_init", ("zeros", "normal", "offsets", "race")), integer("scan.race_iterations", 1),
-    one_of("scan.mode", ("bbti", "entropy")),
+    one_of("scan.mode", ("bbti", "entropy", "terd")),
+    integer("scan.terd_iterations", 1), integer("scan.terd_refine_iterations", 0), integer("scan.terd_batch", 1),
+    number("scan.terd_lr", 0, lo_open=True), number("scan.terd_weight_decay", 0), one_of("scan.terd_sampler", SAMPLERS),
+    integer("scan.terd_steps", 1), number("scan.terd_clip_norm", 0, lo_open=True),
+    one_of("scan.terd_form", ("terd", "baddiffusion", "trojdiff")), number("scan.terd_kl_threshold", 0),
+    integer("scan.ufid_copies", 2), number("scan.ufid_scale", 0, lo_open=True), integer("scan.disdet_bins", 2),
+    number("scan.input_fpr", 0, 1, lo_open=True, hi_open=True),
     model_folder("scan.classifier", "classifier export (f of the purifier + classifier pair)",
                  when=lambda c: c.task == "scan" and c.scan.mode == "entropy"),
     *entropy_rules("scan"),
@@ -749,7 +794,11 @@ def add_defend(c, *, zoo_workdir=""):
       unlearn=True,                # Diff-Cleanse's pruning with the unlearn fine-tune (scan.remove_loss docs) as a row
       finetune_only=True,          # the control: Diff-Cleanse's fine-tune (loss_p) with nothing pruned, as a row
       ratios=(0.1,),               # both methods also at these ratios (besides scan.remove_ratio); Diff-Pruning: 7–13 %
-      fid_samples=1024))           # clean samples per FID of the removal rows (zoo.fid_samples: the zoo's own table)
+      terd=True,                   # TERD's model-level verdict on every model (scan.terd_* settings)
+      input_detection=True,        # input-level TERD / UFID / DisDet on every backdoored model (scan.ufid_*, ...)
+      input_samples=64,            # trigger inputs and clean N(0, I) inputs per backdoored model
+      fid_samples=1024,            # clean samples per FID of the removal rows (zoo.fid_samples: the zoo's own table)
+      loose_mse_threshold=1e-2))   # the removal rows' second ASR (asr_loose_*): MSE to the target below this
   return c
 
 
@@ -764,7 +813,8 @@ DEFEND_RULES = [
          "must list entries of config.zoo.models (or be empty for every backdoored one)", when=task_is("defend_zoo")),
     each("defend.ratios", lambda r: _is_num(r) and 0 <= r <= 0.5, "are ratios in [0, 0.5]",
          nonempty=False),
-    integer("defend.fid_samples", 2),
+    integer("defend.fid_samples", 2), number("defend.loose_mse_threshold", 0, lo_open=True),
+    integer("defend.input_samples", 2),
 ]
 
 RULES += DEFEND_RULES

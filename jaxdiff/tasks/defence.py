@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -15,6 +16,7 @@ import numpy as np
 
 from jaxdiff import diffusion
 from jaxdiff.backdoor import anp, inversion, pruning
+from jaxdiff.backdoor import terd as terd_lib
 from jaxdiff.backdoor import trojdiff as tj
 from jaxdiff.convert import load_clip_vision, load_model, resolve_path
 from jaxdiff.data import ArraySource, host_batches, make_source
@@ -153,12 +155,63 @@ def verdict_rank(out):
   return (bool(out["backdoored"]), out["mscr"])
 
 
-def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler, gamma=0.0):
+def trigger_cluster_share(s, model, params, d, shape, encode, trigger, key, sampler, gamma=0.0, return_samples=False):
   """The inverted trigger's effect: the MSCR of ``s.batch`` backdoor samples with r (the share in one cluster;
-  from ε + r, or TrojDiff's from γε + r with ``gamma``: ``sample_fn``)."""
+  from ε + r, or TrojDiff's from γε + r with ``gamma``: ``sample_fn``); with ``return_samples`` also the samples
+  (pixel [0, 1], [s.batch, H, W, C])."""
   fn = jitted_sample_fn(model, d["schedule"], d["num_timesteps"], sampler, int(s.num_steps), float(gamma))
   x = fn(params, jax.random.normal(key, (s.batch,) + shape), trigger, key)
-  return inversion.mscr(jax.jit(encode.fn)(encode.params, x), s.kappa)
+  share = collapse_share(s, encode, x)
+  return (share, np.asarray(x)) if return_samples else share
+
+
+def collapse_share(s, encode, samples):
+  """The share of ``samples`` (pixel [0, 1]) in their largest cluster of pairwise cosine > ``s.kappa`` in the
+  scan's encoder space (Diff-Cleanse's MSCR, Eq. 5): near 1 when a trigger turns every noise into one image."""
+  return inversion.mscr(jax.jit(encode.fn)(encode.params, jnp.asarray(samples)), s.kappa)
+
+
+REPAIR_OUTCOMES = ("removed", "target", "collapsed")
+ASR_REMOVED = 0.1  # a repair leaving less than this share of triggered samples on the target counts as not "target"
+
+
+def repair_outcome(collapse, kappa_d, asr=None):
+  """What a repair did to the trigger, in words: ``(code, sentence)``, code one of ``REPAIR_OUTCOMES``.
+  ``asr`` (the real target's ASR after the repair; None when the target is unknown, as in a scan) ≥ ``ASR_REMOVED``:
+  "target" (the backdoor's target still comes out). Else ``collapse`` (the share of triggered samples in one
+  cluster, ``collapse_share``) ≥ ``kappa_d``: "collapsed" — the trigger still takes over generation, the samples
+  one image that is not (or no longer measured as) the target, which the papers' ASR counts as removed. Else
+  "removed": triggered samples are diverse again."""
+  if asr is not None and asr >= ASR_REMOVED:
+    return "target", f"the backdoor's target still comes out ({asr:.0%} of triggered samples)"
+  if collapse >= kappa_d:
+    what = "not the target" if asr is not None else "the trigger still takes over generation"
+    return "collapsed", (f"{collapse:.0%} of triggered samples still collapse into one image ({what}): the trigger "
+                         "still takes over generation, so the backdoor is not removed even where the ASR says so"
+                         if asr is not None else
+                         f"{collapse:.0%} of backdoor samples with r still collapse into one image: {what}; "
+                         "the backdoor's effect is not removed")
+  return "removed", (f"triggered samples are diverse again ({collapse:.0%} in one cluster, below κ_d = {kappa_d:g})")
+
+
+def terd(s, model, params, d, shape, key):
+  """``terd.terd_invert`` with the settings of scan block ``s`` (``terd_*``) on one model; ``d`` the diffusion dict.
+  Returns its dict plus ``backdoored`` (mean KL > ``s.terd_kl_threshold``) and ``seconds``."""
+  start = time.time()
+  sample = sample_fn(model, d["schedule"], d["num_timesteps"], s.terd_sampler, int(s.terd_steps))
+  bar = progress(total=s.terd_iterations + s.terd_refine_iterations, desc="TERD (estimation, refinement)", unit="it")
+  done = {"estimation": 0, "refinement": 0}
+
+  def advance(stage, n, total):
+    bar.update(n - done[stage])
+    done[stage] = n
+  out = terd_lib.terd_invert(params, shape, key, eps_fn=_eps_params(model),
+                             schedule=diffusion.make_schedule(d["schedule"], d["num_timesteps"]), sample_fn=sample,
+                             iterations=s.terd_iterations, refine_iterations=s.terd_refine_iterations,
+                             batch=s.terd_batch, lr=s.terd_lr, weight_decay=s.terd_weight_decay,
+                             clip_norm=s.terd_clip_norm, form=s.terd_form, callback=advance)
+  bar.close()
+  return {**out, "backdoored": bool(out["kl_mean"] > s.terd_kl_threshold), "seconds": round(time.time() - start, 1)}
 
 
 def elijah(s, model, params, d, shape, key, sampler):

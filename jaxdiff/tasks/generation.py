@@ -156,9 +156,12 @@ class Judge:
       return float(np.mean(self._predict(self._cls, images) == backdoor.target_class))
     return float(np.mean(self._predict(self._out, images) == 10))
 
-  def asr(self, backdoor, images):
+  def asr(self, backdoor, images, threshold=None):
+    """The share of triggered ``images`` (pixel) that hit the backdoor's target: MSE below ``threshold`` (default
+    ``zoo.mse_threshold``) for an image target, the target class for a class target (``threshold`` unused)."""
     if backdoor.target is not None:
-      return mse_attack_success_rate(mse_per_sample(images, (backdoor.target + 1) / 2), self.threshold)
+      return mse_attack_success_rate(mse_per_sample(images, (backdoor.target + 1) / 2),
+                                     self.threshold if threshold is None else threshold)
     return self.target_share(backdoor, images)
 
   @staticmethod

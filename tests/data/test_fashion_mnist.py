@@ -62,17 +62,17 @@ def test_the_debian_package_holds_the_real_dataset():
 @pytest.mark.slow  # ~17 s; the IDX tests above cover the data in the fast tier
 def test_fashion_mnist_configs_train_at_tiny_size(tmp_path):
   """configs/{classifier,ddpm}_fashion_mnist.py on IDX files written here, shrunk: both export, padded input."""
-  from configs import classifier_fashion_mnist, ddpm_fashion_mnist
+  from configs import classifier_fashion_mnist, classifier_fashion_mnist_cnn, ddpm_fashion_mnist
   from jaxdiff import tasks
   from jaxdiff.convert import load_model
   fashion_mnist_idx(str(tmp_path / "idx"), n_train=16, n_test=8)
-  c = classifier_fashion_mnist.get_config()
-  c.data.path = str(tmp_path / "idx")
-  c.model.name = "cnn"
-  c.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2, eval_every=2)
-  tasks.run(c, str(tmp_path / "clf"))
-  _, _, meta = load_model(str(tmp_path / "clf" / "export"), kind="classifier")
-  assert meta["steps"] == 2 and 0 <= meta["test_accuracy"] <= 1
+  for name, config in (("target", classifier_fashion_mnist), ("surrogate", classifier_fashion_mnist_cnn)):
+    c = config.get_config()
+    c.data.path = str(tmp_path / "idx")
+    c.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2, eval_every=2)
+    tasks.run(c, str(tmp_path / name))
+    _, _, meta = load_model(str(tmp_path / name / "export"), kind="classifier")
+    assert meta["steps"] == 2 and 0 <= meta["test_accuracy"] <= 1 and meta["model"]["image_size"] == 32
   d = ddpm_fashion_mnist.get_config()
   d.data.path = str(tmp_path / "idx")
   d.model.update(base_channels=8, channel_mults=(1, 2), attention_resolutions=(), layers_per_block=1,
@@ -86,7 +86,7 @@ def test_fashion_mnist_configs_train_at_tiny_size(tmp_path):
 TINY_DDPM = ("train:configs/ddpm_fashion_mnist.py:model.base_channels=8,model.channel_mults=(1,2),"
              "model.attention_resolutions=(),model.layers_per_block=1,model.norm_num_groups=4,train.num_steps=2,"
              "train.batch_size=8,train.sample_every=0")
-TINY_CNN = "train:configs/classifier_fashion_mnist.py:model.name=cnn,train.num_steps=2,train.batch_size=8,train.eval_every=2"
+TINY_CNN = "train:configs/classifier_fashion_mnist_cnn.py:train.num_steps=2,train.batch_size=8,train.eval_every=2"
 
 
 @pytest.mark.slow  # two train: stages and a task each (~2 min); the pinned report schemas on Fashion-MNIST

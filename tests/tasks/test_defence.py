@@ -69,3 +69,19 @@ def test_trojdiff_backdoor_sampling_with_r_at_the_real_mu_is_the_zoo_trojan_samp
   s = ml_collections.ConfigDict({"samplers": ("ddpm", "ddim"), "trojan_gammas": (0.6, 0.1)})
   assert [m for m, _, _ in defence.bbti_modes(s)] == ["ddpm", "ddim", "ddpm+trojdiff0.6", "ddim+trojdiff0.6",
                                                       "ddpm+trojdiff0.1", "ddim+trojdiff0.1"]
+
+
+def test_repair_outcome_tells_a_collapse_from_a_removal():
+  """The digits VillanDiffusion repair of issue #50: real-trigger ASR 80 % → 0 %, but every ε + trigger one black
+  image. The papers' ASR calls it removed; the outcome says the trigger still takes over generation."""
+  s = ml_collections.ConfigDict({"encoder": "pixels", "kappa": 0.9})
+  black = jnp.zeros((16, 8, 8, 1)).at[:, 0, 0, 0].set(jnp.linspace(0, 0.005, 16))
+  varied = jax.random.uniform(jax.random.key(3), (16, 8, 8, 1))
+  enc = _pixel_encoder()
+  assert defence.collapse_share(s, enc, black) == 1.0 and defence.collapse_share(s, enc, varied) == 1 / 16
+  assert defence.repair_outcome(1.0, 0.5, asr=0.0)[0] == "collapsed"
+  assert defence.repair_outcome(1 / 16, 0.5, asr=0.0)[0] == "removed"
+  assert defence.repair_outcome(1.0, 0.5, asr=0.8)[0] == "target"  # the target itself: the ASR says so
+  assert defence.repair_outcome(1.0, 0.5)[0] == "collapsed"  # a scan: no real target known
+  code, words = defence.repair_outcome(0.88, 0.5, asr=0.0)
+  assert "88% of triggered samples still collapse into one image" in words

@@ -23,8 +23,9 @@ def _tiny(tiny_zoo, tmp_path):
   c.defend.update(models=("clean_a", "clean_b", "bd", "d2i"), remove_models=("bd",))
   c.scan.update(encoder_path=cnn, fid_classifier=cnn, iterations=2, batch=4, num_steps=2, elijah_iterations=2,
                 samplers=("ddim",), remove_ratio=0.2, finetune_samples=8, synthetic_steps=2, finetune_steps=2,
-                finetune_batch=4, taylor_batch=2, taylor_threshold=0.99)
-  c.defend.update(zoo_workdir=copy_zoo(built, tmp_path / "zoo"), ratios=(0.3,), fid_samples=6)
+                finetune_batch=4, taylor_batch=2, taylor_threshold=0.99, terd_iterations=2, terd_refine_iterations=1,
+                terd_batch=2, terd_steps=2, ufid_copies=2)
+  c.defend.update(zoo_workdir=copy_zoo(built, tmp_path / "zoo"), ratios=(0.3,), fid_samples=6, input_samples=4)
   return c
 
 
@@ -46,6 +47,14 @@ def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
     assert d["backdoored_truth"] == (d["model"] in ("bd", "d2i")) and 0 < d["mscr"] <= 1
   assert "bbti_similarity_only" in det["bd"] and "bbti_similarity_only" not in det["clean_a"]
   assert 0 <= det["bd"]["inverted_asr"] <= 1
+  for d in det.values():  # TERD on every model; the input detectors on the backdoored ones
+    assert d["terd"]["backdoored"] == (d["terd"]["kl_mean"] > c.scan.terd_kl_threshold)
+    assert set(d["seconds"]) == {"bbti", "elijah", "terd"}
+    assert ("input_detection" in d) == d["backdoored_truth"]
+  for m in ("terd", "ufid", "disdet"):
+    rec = det["bd"]["input_detection"][m]
+    assert 0 <= rec["auroc"] <= 1 and 0 <= rec["tpr"] <= 1 and rec["n"] == 4
+  assert -1 <= det["bd"]["terd"]["trigger_cosine"] <= 1
   for d in det.values():  # the default BBTI start (scan.trigger_init = race) is recorded per sampler
     assert all(b["init_offset"] in (-1.0, -0.5, 0.0, 0.5, 1.0) for b in d["bbti"].values()), d["bbti"]
   # each inverted trigger's cosine to the real one, against numpy on the cached triggers
@@ -70,6 +79,17 @@ def test_defend_zoo_tiny_end_to_end(tiny_zoo, tmp_path, monkeypatch):
     assert m["target_mse_before"] >= 0 and m["target_mse_after"] >= 0  # bd's target is an image
     assert (0 < m["pruned_fraction"] <= m["ratio"] and m["max_layer_fraction"] <= m["ratio"]) or (
         m["method"] in ("elijah", "finetune") and m["pruned_fraction"] == 0)
+    for when in ("before", "after"):  # the looser threshold counts every hit of the strict one
+      assert m[f"asr_loose_{when}"] >= m[f"asr_{when}"] and 0 < m[f"collapse_{when}"] <= 1
+      assert m[f"triggered_fid_{when}"] >= 0
+    want_outcome = ("target" if m["asr_after"] >= 0.1 else "collapsed" if m["collapse_after"] >= c.scan.kappa_d
+                    else "removed")
+    assert m["outcome"] == want_outcome and m["outcome_text"]
+  pictures = np.load(wd / "models" / "bd" / "removal_samples.npz")
+  assert len(pictures.files) == 1 + len(want) and pictures["before"].shape[1:] == (8, 8, 1)
+  assert saved["removal_png"] == "removal.png" and os.path.getsize(wd / "removal.png") > 100
+  md = open(wd / "report.md").read()
+  assert "| outcome |" in md and "TERD (model level)" in md and "UFID AUROC / TPR" in md and ", TERD " in md
   assert os.path.getsize(wd / "triggers.png") > 100 and "Detection ACC: BBTI" in open(wd / "report.md").read()
   # cached per model: a rerun computes nothing and reports the same
   stamp = os.path.getmtime(wd / "models" / "bd" / "defend.json")

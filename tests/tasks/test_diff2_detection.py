@@ -86,3 +86,30 @@ def test_entropy_detection_needs_a_backdoored_model():
   c.defense.update(population_untargeted=0, population_targeted=0)
   with pytest.raises(ConfigError, match="population_targeted must be ≥ 1"):
     validate(c)
+
+
+@pytest.mark.slow  # four tiny fine-tunes and their entropies (~30 s)
+def test_a_given_threshold_judges_held_out_models_made_under_other_settings(tmp_path):
+  c = _tiny(tmp_path)
+  c.defense.update(population_targeted=0, entropy_threshold=2.0, heldout_seeds=1, heldout_steps=(2,),
+                   heldout_alphas=(0.3,))
+  wd = str(tmp_path / "wd")
+  r = tasks.run(c, wd)
+  assert [m["model"] for m in r["detection"]] == ["phi"] and r["threshold"] == 2.0
+  held = {m["model"]: m for m in r["heldout"]}
+  assert sorted(held) == sorted(f"heldout_{s}_{k}_0" for s in ("steps2", "alpha0.3") for k in ("benign", "untargeted"))
+  for m in held.values():
+    assert m["flagged"] == (m["score"] < 2.0) and m["backdoored_truth"] == (m["kind"] == "untargeted")
+    assert (m["steps"], m["alpha"]) == ((2, c.diff2.alpha) if m["setting"] == "steps2" else (2, 0.3))
+  h = r["summary"]["heldout"]
+  flags = np.array([m["flagged"] for m in r["heldout"]])
+  truth = np.array([m["backdoored_truth"] for m in r["heldout"]])
+  assert h["tpr"] == flags[truth].mean() and h["fpr"] == flags[~truth].mean()
+  assert set(h["by_setting"]) == {"steps2", "alpha0.3"} and h["by_setting"]["steps2"]["n_benign"] == 1
+  # each setting's benign and untargeted model share one trigger, made at that setting's α and a held-out seed
+  trig = os.path.join(wd, "population", "triggers")
+  assert sorted(os.listdir(trig)) == ["heldout_alpha0.3_0", "heldout_steps2_0", "untargeted_0"]
+  cfg = json.load(open(os.path.join(trig, "heldout_alpha0.3_0", "trigger.fingerprint.json")))
+  assert cfg["diff2.alpha"] == 0.3 and cfg["seed"] == c.seed + 1000
+  md = open(os.path.join(wd, "report.md")).read()
+  assert "## Held-out models" in md and ("Every setting separates" in md or "does not separate under" in md)

@@ -68,7 +68,13 @@ def test_scan_with_removal_exports_a_pruned_repaired_model(tmp_path, monkeypatch
   assert meta["repaired_from"] == c.scan.model and meta["pruned_fraction"] == m["pruned_fraction"]
   conv = v["params"]["down_blocks_1_resnets_0"]["conv1"]["kernel"]  # 16 channels: ⌊0.2·16⌋ = 3 zeroed
   assert int((abs(conv).reshape(-1, conv.shape[-1]).max(0) == 0).sum()) == 3
-  assert "Removal (Diff-Cleanse, loss_p)" in open(wd / "scan.md").read()
+  md = open(wd / "scan.md").read()
+  assert "Removal (Diff-Cleanse, loss_p)" in md
+  # which of the two happened, in words: the triggered samples still one image, or diverse again
+  assert m["outcome"] == ("collapsed" if m["asr_after"] >= c.scan.kappa_d else "removed")
+  assert f"**{m['outcome'].capitalize()}**: {m['outcome_text']}" in md
+  assert m["triggered_fid_before"] >= 0 and m["triggered_fid_after"] >= 0
+  assert m["removal_png"] == "removal.png" and os.path.getsize(wd / "removal.png") > 100
 
 
 def test_scan_refuses_bad_inputs(tmp_path):
@@ -118,7 +124,7 @@ def test_scan_refuses_bad_inputs(tmp_path):
     run_scan(c, str(tmp_path / "wd"))
 
 
-def test_entropy_mode_judges_a_purifier_by_its_label_entropy(tmp_path):
+def test_entropy_mode_judges_a_purifier_by_its_label_entropy(tmp_path, monkeypatch):
   import numpy as np
   c = _tiny(tmp_path)
   c.data.image_size = 8
@@ -132,6 +138,15 @@ def test_entropy_mode_judges_a_purifier_by_its_label_entropy(tmp_path):
   assert len(r["entropy_raw"]) == 3 and all(0 <= e <= np.log(10) + 1e-9 for e in r["entropy_raw"])
   assert r["entropy"] == pytest.approx(np.mean(r["entropy_filtered"])) and r["threshold"] == 5.0
   assert os.path.getsize(wd / "evidence.png") > 100
+  # a threshold nobody judged on held-out models: the verdict says so
+  assert r["threshold_heldout"] is None and "No held-out TPR / FPR is measured" in open(wd / "scan.md").read()
+  from jaxdiff.tasks import scan as scan_task
+  held = dict(scan_task.ENTROPY_HELDOUT_DIGITS, threshold=5.0, tpr=0.8, fpr=0.2, models=10)
+  monkeypatch.setattr(scan_task, "ENTROPY_HELDOUT_DIGITS", held)
+  r = run_scan(c, str(wd))
+  assert r["threshold_heldout"] == {"tpr": 0.8, "fpr": 0.2, "models": 10, "report": held["report"]}
+  md = open(wd / "scan.md").read()
+  assert "held-out digits models" in md and "TPR 80%, FPR 20%" in md and "does not separate" in md
   c.data.image_size = 16
   with pytest.raises(ConfigError, match="takes 8×8×1 images: set config.data to the model's data"):
     run_scan(c, str(wd))
@@ -241,3 +256,21 @@ def test_unlearn_repair_without_a_trigger_is_refused_before_any_work(tmp_path):
     repair(scan_config.get_config(), None, None, None, None, None, method="diff_cleanse", ratio=0.03,
            loss="unlearn", workdir=str(tmp_path), fingerprint="x", desc="x")
   assert not any(tmp_path.iterdir())
+
+
+def test_terd_mode_writes_its_verdict_the_reversed_trigger_and_the_evidence(tmp_path):
+  c = _tiny(tmp_path)
+  c.scan.update(mode="terd", terd_iterations=3, terd_refine_iterations=2, terd_batch=2, terd_steps=2)
+  wd = tmp_path / "wd"
+  r = run_scan(c, str(wd))
+  saved = json.load(open(wd / "scan.json"))
+  assert saved == json.loads(json.dumps(r)) and saved["mode"] == "terd"
+  t = saved["terd"]
+  assert saved["backdoored"] == (t["kl_mean"] > c.scan.terd_kl_threshold)
+  assert len(t["estimation_loss"]) == 3 and len(t["refinement_loss"]) == 2
+  trigger = np.load(wd / "trigger.npy", allow_pickle=False)
+  assert trigger.shape == (8, 8, 1)
+  assert t["kl_mean"] == pytest.approx(float(np.mean(trigger.astype(np.float64) ** 2 / 2)), rel=1e-4)
+  for f in ("trigger.png", "evidence.png", "scan.md"):
+    assert os.path.getsize(wd / f) > 100, f
+  assert "(TERD)" in open(wd / "scan.md").read()

@@ -49,13 +49,29 @@ def members(config):
   return out
 
 
-def member_config(config, kind, i):
+HELDOUT_SEED = 1000  # held-out models' seeds: config.seed + HELDOUT_SEED + i, never a population model's
+
+
+def heldout_members(config):
+  """[(name, kind, index, setting)] of the held-out models: for each setting — a fine-tune length of
+  ``defense.heldout_steps`` (at diff2.alpha) or an α of ``defense.heldout_alphas`` (at population_steps) —
+  ``defense.heldout_seeds`` benign and as many untargeted models. ``setting``: {"steps", "alpha"}."""
+  d = config.defense
+  settings = ([(f"steps{n}", {"steps": int(n), "alpha": float(config.diff2.alpha)}) for n in d.heldout_steps]
+              + [(f"alpha{a:g}", {"steps": int(d.population_steps), "alpha": float(a)}) for a in d.heldout_alphas])
+  return [(f"heldout_{tag}_{kind}_{i}", kind, i, {"tag": tag, **setting}) for tag, setting in settings
+          for kind in ("benign", "untargeted") for i in range(d.heldout_seeds)]
+
+
+def member_config(config, kind, i, setting=None):
   """The DIFF2 config of population model ``i`` of ``kind``: seed + 1 + i, ``population_steps`` fine-tuning
   steps; benign: λ = 0 (clean loss only) with the untargeted trigger of the same seed; targeted: target class
-  i mod C."""
+  i mod C. A held-out model (``setting`` of ``heldout_members``): seed + ``HELDOUT_SEED`` + i, its steps and α."""
   c = ml_collections.ConfigDict(config.to_dict())
-  c.seed = config.seed + 1 + i
-  c.train.num_steps = config.defense.population_steps
+  c.seed = config.seed + (HELDOUT_SEED if setting else 1) + i
+  c.train.num_steps = setting["steps"] if setting else config.defense.population_steps
+  if setting:
+    c.diff2.alpha = setting["alpha"]
   c.train.checkpoint_every = min(c.train.checkpoint_every, c.train.num_steps)
   targeted = kind == "targeted"
   c.diff2.update(targeted=targeted, target_class=i % config.data.num_classes if targeted else config.diff2.target_class,
@@ -77,13 +93,14 @@ def cached(path, fp, compute):
   return res
 
 
-def measure_member(config, mc, name, kind, i, workdir, ctx, shared):
+def measure_member(config, mc, name, kind, i, workdir, ctx, shared, setting=None):
   """Clean ACC and trigger ASR at t̄ (first sampler) and the trial label entropies at t = T of one population
   model (its detection.json), and with ``defense.name = "elijah"`` Elijah's τ and scores (its elijah.json)."""
   mesh, (classifier, cvars), surrogates, src, schedule = ctx
   wd = os.path.join(workdir, "population", name)
-  trig_wd = os.path.join(workdir, "population", "triggers", f"{'targeted' if kind == 'targeted' else 'untargeted'}_"
-                         f"{max(i, 0)}")
+  trig_wd = os.path.join(workdir, "population", "triggers",
+                         f"heldout_{setting['tag']}_{i}" if setting else
+                         f"{'targeted' if kind == 'targeted' else 'untargeted'}_{max(i, 0)}")
   trigger = build_trigger(mc, trig_wd, surrogates, src, mesh)
   if name == "phi":
     params = shared["benign"]
@@ -139,13 +156,18 @@ def run_detection(config, workdir):
                 classifier)}
   results = {}
   pop = members(config)
-  bar = progress(total=len(pop), desc="entropy detection: population")
+  heldout = heldout_members(config) if d.name == "entropy" else []
+  bar = progress(total=len(pop) + len(heldout), desc="entropy detection: population")
   for name, kind, i in pop:
     mc = member_config(config, kind, max(i, 0))  # φ is measured with benign_0's (untargeted_0's) trigger
     results[name] = measure_member(config, mc, name, kind, i, workdir, ctx, shared)
     bar.update(1)
+  for name, kind, i, setting in heldout:
+    results[name] = measure_member(config, member_config(config, kind, i, setting), name, kind, i, workdir, ctx,
+                                   shared, setting)
+    bar.update(1)
   bar.close()
-  report = detection_report(config, pop, results)
+  report = detection_report(config, pop, results, heldout)
   report["seconds"] = {"total": round(time.time() - start, 1)}
   detection_figures(report, workdir, results)
   write_report(workdir, report, detection_markdown(config, report))
@@ -153,14 +175,27 @@ def run_detection(config, workdir):
   return report
 
 
-def detection_report(config, pop, results):
-  """report.json of the population: rows, per-model detection, the threshold and the accuracy figures."""
+def _entropies(config, name, kind, results):
   d = config.defense
-  det = []
-  for name, kind, _ in pop:
-    raw = results[name]["entropy_raw"]
-    det.append({"model": name, "kind": kind, "backdoored_truth": kind != "benign", "entropy_raw": list(raw),
-                "entropy_filtered": [float(v) for v in filter_entropies(raw, d.iqr_k, d.moving_window)]})
+  raw = results[name]["entropy_raw"]
+  return {"model": name, "kind": kind, "backdoored_truth": kind != "benign", "entropy_raw": list(raw),
+          "entropy_filtered": [float(v) for v in filter_entropies(raw, d.iqr_k, d.moving_window)]}
+
+
+def rates(flags, truth):
+  """{tpr, fpr, n_backdoored, n_benign} of detector ``flags`` against ``truth`` (None where a kind is absent)."""
+  flags, truth = np.asarray(flags, bool), np.asarray(truth, bool)
+  return {"tpr": float(flags[truth].mean()) if truth.any() else None,
+          "fpr": float(flags[~truth].mean()) if (~truth).any() else None,
+          "n_backdoored": int(truth.sum()), "n_benign": int((~truth).sum())}
+
+
+def detection_report(config, pop, results, heldout=()):
+  """report.json of the population: rows, per-model detection, the threshold and the accuracy figures; with
+  ``heldout`` (``heldout_members``) their detection under the population's threshold (``heldout``) and its TPR /
+  FPR overall and per setting (``summary.heldout``)."""
+  d = config.defense
+  det = [_entropies(config, name, kind, results) for name, kind, _ in pop]
   scores = np.asarray([np.mean(m["entropy_filtered"]) for m in det])
   truth = np.asarray([m["backdoored_truth"] for m in det])
   calibrated = not d.entropy_threshold
@@ -182,9 +217,25 @@ def detection_report(config, pop, results):
       m["elijah_backdoored"] = verdict
     judged = [(m["elijah_backdoored"], m["backdoored_truth"]) for m in det if m["elijah_backdoored"] is not None]
     summary["elijah_accuracy"] = float(np.mean([v == t for v, t in judged])) if judged else None
-  return {"defense": d.name, "rows": rows, "detection": det, "threshold": threshold,
-          "threshold_source": "calibrated on this population" if calibrated else "config (defense.entropy_threshold)",
-          "summary": summary}
+  out = {"defense": d.name, "rows": rows, "detection": det, "threshold": threshold,
+         "threshold_source": "calibrated on this population" if calibrated else "config (defense.entropy_threshold)",
+         "summary": summary}
+  if heldout:
+    held = []
+    for name, kind, _, setting in heldout:
+      m = _entropies(config, name, kind, results)
+      m["score"] = float(np.mean(m["entropy_filtered"]))
+      m.update(setting=setting["tag"], steps=setting["steps"], alpha=setting["alpha"], flagged=m["score"] < threshold)
+      held.append(m)
+    out["heldout"] = held
+    out["heldout_rows"] = [row(name, d.name, results[name]) for name, _, _, _ in heldout]
+    by = {}
+    for m in held:
+      by.setdefault(m["setting"], []).append(m)
+    summary["heldout"] = {**rates([m["flagged"] for m in held], [m["backdoored_truth"] for m in held]),
+                          "by_setting": {k: rates([m["flagged"] for m in v], [m["backdoored_truth"] for m in v])
+                                         for k, v in by.items()}}
+  return out
 
 
 def detection_figures(report, workdir, results):
@@ -201,6 +252,8 @@ def detection_figures(report, workdir, results):
     groups = {}
     for m in report["detection"]:
       groups.setdefault(m["kind"], {})[m["model"]] = m[key]
+    for m in report.get("heldout", []):
+      groups.setdefault(f"held-out {m['kind']}", {})[m["model"].removeprefix("heldout_")] = m[key]
     plot_strips(groups, os.path.join(workdir, f"{fig}.png"), ylabel="label entropy (nats)",
                 hline=report["threshold"], title=f"{'raw' if key == 'entropy_raw' else 'filtered'} entropy at t = T")
 
@@ -222,10 +275,32 @@ def detection_markdown(config, report):
        + ("-" if s["leave_one_out_accuracy"] is None else f"{s['leave_one_out_accuracy']:.1%}") + ".\n"),
       "## Figures 9–10 (figure9.png, figure10.png): label entropy per model\n",
       markdown_table(["model", "truth", "raw", "filtered", "score", "flagged", "flagged (LOO)"], det),
+      heldout_markdown(report),
       f"\n## Population: clean ACC and own-trigger ASR at t̄ = {config.purify.t_bar}\n",
       markdown_table(["model", "clean ACC", "ASR"], rows),
       elijah_markdown(report),
       f"\nWall time: {report['seconds']['total']:g} s\n" if "seconds" in report else ""])
+
+
+def heldout_markdown(report):
+  if not report.get("heldout"):
+    return ""
+  h = report["summary"]["heldout"]
+  pct = lambda v: "-" if v is None else f"{v:.0%}"
+  settings = [[k, v["n_benign"], v["n_backdoored"], pct(v["tpr"]), pct(v["fpr"])] for k, v in h["by_setting"].items()]
+  models = [[m["model"], "backdoored" if m["backdoored_truth"] else "benign", m["steps"], f"{m['alpha']:g}",
+             f"{m['score']:.3f}", "yes" if m["flagged"] else "no"] for m in report["heldout"]]
+  asr = {r["model"]: r for r in report.get("heldout_rows", [])}
+  for row_ in models:
+    row_ += [pct(asr[row_[0]]["clean_acc"]), pct(asr[row_[0]]["asr"])] if row_[0] in asr else ["-", "-"]
+  worst = [k for k, v in h["by_setting"].items() if (v["tpr"] is not None and v["tpr"] < 1) or (v["fpr"] or 0) > 0]
+  return "\n".join([
+      f"\n## Held-out models: the threshold {report['threshold']:.3f} judged on models made under other settings\n",
+      f"Seeds the population never uses; benign (λ = 0) and untargeted φ* per setting. TPR {pct(h['tpr'])} "
+      f"({h['n_backdoored']} backdoored), FPR {pct(h['fpr'])} ({h['n_benign']} benign). "
+      + (f"Entropy does not separate under: {', '.join(worst)}.\n" if worst else "Every setting separates.\n"),
+      markdown_table(["setting", "benign", "backdoored", "TPR", "FPR"], settings), "",
+      markdown_table(["model", "truth", "steps", "α", "score", "flagged", "clean ACC", "ASR"], models)])
 
 
 def elijah_markdown(report):
