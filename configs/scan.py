@@ -15,6 +15,9 @@ images diffused to t = T and reversed (DIFF2 §5.7), with the classifier --confi
 CNN by default) and the threshold calibrated on configs/diff2_detect_digits.py (2.03 nats, 5 × 100 images, 20 DDPM
 steps; recalibrate for other data: --config.scan.entropy_threshold).
 
+TERD instead of BBTI: --config.scan.mode=terd (the trigger reversed without the target, the verdict by the KL of
+N(r̂, I) from N(0, I); scan.terd_* settings; trigger.npy is r̂ for an input filter).
+
 DIR: a jaxdiff export (e.g. WORKDIR/backdoored of baddiffusion_digits, WORKDIR/models/<name> of the zoo) or a
 diffusers UNet2DModel folder. Other data: --config.scan.encoder_path=a classifier export of that data.
 """

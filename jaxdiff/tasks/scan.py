@@ -1,5 +1,6 @@
 """Task ``scan``: is a downloaded diffusion model backdoored? (Diff-Cleanse's BBTI with Elijah's scores; with
-``scan.mode = "entropy"``, DIFF2's entropy detector for a model used as a purifier, see ``entropy_scan``.)
+``scan.mode = "entropy"``, DIFF2's entropy detector for a model used as a purifier, see ``entropy_scan``; with
+``scan.mode = "terd"``, TERD's reversed trigger and KL verdict, see ``terd_scan``.)
 
 Loads ``config.scan.model`` (a jaxdiff export or a diffusers folder; safetensors only), inverts a trigger
 with BBTI for each sampler of ``scan.samplers`` (DDPM finds BadDiffusion-type backdoors, DDIM the

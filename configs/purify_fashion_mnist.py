@@ -1,0 +1,25 @@
+"""DiffPure on Fashion-MNIST (32-padded): clean and robust accuracy of f and f∘φ, PGD-10 (ε = 8/255, full gradient)
+through every sampler (4 network calls from t̄ = 75; the ODE 8 Heun steps), AutoAttack-rand on --config.attack.
+autoattack=True. φ is configs/ddpm_fashion_mnist.py and f configs/classifier_fashion_mnist.py, trained into
+WORKDIR/models/ as train: stages until #50 ships them (the DDPM needs a GPU: days on 2 CPU cores).
+
+  apt-get install dataset-fashion-mnist
+  python launch/main.py --config=configs/purify_fashion_mnist.py --workdir=workdirs/purify_fashion_mnist
+"""
+from configs import default
+
+DDPM = "train:configs/ddpm_fashion_mnist.py"
+TARGET = "train:configs/classifier_fashion_mnist.py"
+
+
+def get_config():
+  c = default.get_config()
+  c.task = "purification"
+  c.data.update(name="fashion_mnist", image_size=32, channels=1, num_classes=10)
+  c.model.update(image_size=32, in_channels=1)
+  default.add_evaluation(c, denoiser=DDPM, classifier=TARGET, samplers=("ddpm", "ddim", "sde", "ode"), t_bar=75,
+                         num_steps=4)
+  c.purify.sampler_steps.ode = 8
+  c.attack.update(eps=8 / 255, pgd_steps=10, eot=1, autoattack=False, aa_steps=10, aa_targets=3, aa_queries=100)
+  c.eval.update(num_examples=64, stride=156, batch_size=64)
+  return c
