@@ -643,8 +643,8 @@ RULES += ZOO_RULES
 
 ENTROPY_THRESHOLD_DIGITS = 2.03  # nats; calibrated on configs/diff2_detect_digits.py's 21 models (docs/results.md)
 # that threshold judged on held-out digits models (configs/diff2_detect_digits_heldout.py): scan.mode=entropy says so
-ENTROPY_HELDOUT_DIGITS = {"data": "digits", "threshold": ENTROPY_THRESHOLD_DIGITS, "tpr": None, "fpr": None,
-                          "models": 0, "report": "docs/diff2_detect_digits_heldout.json"}
+ENTROPY_HELDOUT_DIGITS = {"data": "digits", "threshold": ENTROPY_THRESHOLD_DIGITS, "tpr": 0.6, "fpr": 0.0,
+                          "models": 10, "report": "docs/diff2_detect_digits_heldout.json"}
 
 
 def add_scan(c, *, model="", encoder_path=""):
@@ -699,7 +699,8 @@ def add_scan(c, *, model="", encoder_path=""):
   return c
 
 
-TERD_KL_THRESHOLD_DIGITS = 0.02  # nats per dimension; measured on the digits models (docs/results.md, TERD)
+TERD_KL_THRESHOLD_DIGITS = 0.1  # nats per dimension: the shipped clean DDPM reverses to 0.034, an unseen BadDiffusion
+# model (stop sign 14 → hat) to 0.376 (docs/results.md, TERD); ~3× the clean one
 
 
 def terd_settings():
