@@ -8,6 +8,7 @@
   MSCR reaches κ_d (Eq. 5).
 - Elijah (An et al. 2024): invert τ by minimising ‖mean_i ε_θ(ε_i + τ, T) − λτ‖₁, then score samples from
   ε + τ by their uniformity (how alike they are) and total variation.
+
 Samples are pixel space [0, 1] where they meet encoders and metrics.
 """
 from __future__ import annotations

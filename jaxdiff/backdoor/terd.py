@@ -2,13 +2,17 @@
 target, model detection by the KL divergence of the reversed input distribution from N(0, I), and input detection
 by likelihood. Model space [−1, 1] for triggers and noise; NHWC.
 
-Unified backdoor forward process (TERD §4.1): a poisoned x_t = a_t x0 + b_t r + c_t ε with
-  BadDiffusion / VillanDiffusion  a = √ᾱ_t, b = 1 − √ᾱ_t, c = √(1 − ᾱ_t)         (form "baddiffusion")
-  TrojDiff (r = μ)                a = √ᾱ_t, b = 1 − √ᾱ_t, c = γ √(1 − ᾱ_t)       (form "trojdiff")
-  the authors' code               a = √ᾱ_t, b = 1,        c = √(1 − ᾱ_t)         (form "terd"; b_T ≈ 1 anyway)
+Unified backdoor forward process (TERD §4.1), a poisoned x_t = a_t x0 + b_t r + c_t ε with::
+
+  BadDiffusion / VillanDiffusion  a = √ᾱ_t, b = 1 − √ᾱ_t, c = √(1 − ᾱ_t)      (form "baddiffusion")
+  TrojDiff (r = μ)                a = √ᾱ_t, b = 1 − √ᾱ_t, c = γ √(1 − ᾱ_t)    (form "trojdiff")
+  the authors' code               a = √ᾱ_t, b = 1,        c = √(1 − ᾱ_t)      (form "terd"; b_T ≈ 1 anyway)
+
 Reversed loss (TERD Eq. 9): two noisings of one x0 with independent ε_1, ε_2; the unknown target's term cancels in
-the difference,
-  L(r) = ½ E ‖(ε_1 − ε_θ(x_t^1, t)) − (ε_2 − ε_θ(x_t^2, t))‖²   (sum over pixels, mean over the batch).
+the difference::
+
+  L(r) = ½ E ‖(ε_1 − ε_θ(x_t^1, t)) − (ε_2 − ε_θ(x_t^2, t))‖²   (sum over pixels, mean over the batch)
+
 Two stages (TERD §4.2): estimation — x0 ~ N(0, I), t near T, SGD on L(r) − λ‖r‖₁ from r = −U[0, 1); refinement
 — x0 generated from ε + r by a few-step sampler, differentiated through (remat per step), L at t near T with r
 plus L at t near 0 without it, gradients clipped.
@@ -127,8 +131,8 @@ def terd_invert(params, shape, key, *, eps_fn, schedule, sample_fn, iterations=3
   key)`` → pixel samples [0, 1] from ε + r (differentiable in r: a remat'd few-step sampler, e.g. 10-step DDIM);
   both are static (one compilation per architecture), the weights an argument. ``schedule``: the model's Schedule.
   Runs in jitted chunks of ``chunk`` iterations; ``callback(stage, done, total)`` after each (a progress bar).
-  Returns {"trigger": r [H, W, C] model space, "estimation_loss" [iterations], "refinement_loss"
-  [refine_iterations], **kl_statistics(r)}. The authors' defaults: 3,000 + 1,000 iterations, batch 16, SGD 0.5
+  Returns a dict: "trigger" r [H, W, C] (model space), "estimation_loss" [iterations], "refinement_loss"
+  [refine_iterations], and the keys of ``kl_statistics(r)``. The authors' defaults: 3,000 + 1,000 iterations, batch 16, SGD 0.5
   with cosine decay, λ = 5e-5, t within 10 of T (and of 0), gradients clipped to 0.01, 10 DDIM steps."""
   if form not in FORMS:
     raise ValueError(f"unknown TERD form {form!r}; use one of {FORMS}")
