@@ -713,6 +713,7 @@ def terd_settings():
       terd_sampler="ddim", terd_steps=10,  # the refinement's few-step sampler
       terd_clip_norm=0.01,         # the refinement's gradient clipping (global norm)
       terd_form="terd",            # forward form of the reversed loss: terd (b_t = 1) | baddiffusion | trojdiff
+      terd_gamma=0.6,              #   γ of the trojdiff form (TrojDiff's noise scale: 0.6 blend, 0.1 patch)
       terd_kl_threshold=TERD_KL_THRESHOLD_DIGITS)  # backdoored when the reversed trigger's mean KL exceeds it
 
 
@@ -751,6 +752,7 @@ SCAN_RULES = [
     number("scan.terd_lr", 0, lo_open=True), number("scan.terd_weight_decay", 0), one_of("scan.terd_sampler", SAMPLERS),
     integer("scan.terd_steps", 1), number("scan.terd_clip_norm", 0, lo_open=True),
     one_of("scan.terd_form", ("terd", "baddiffusion", "trojdiff")), number("scan.terd_kl_threshold", 0),
+    number("scan.terd_gamma", 0, 1, lo_open=True),
     integer("scan.ufid_copies", 2), number("scan.ufid_scale", 0, lo_open=True), integer("scan.disdet_bins", 2),
     number("scan.input_fpr", 0, 1, lo_open=True, hi_open=True),
     model_folder("scan.classifier", "classifier export (f of the purifier + classifier pair)",

@@ -209,7 +209,7 @@ def terd(s, model, params, d, shape, key):
                              schedule=diffusion.make_schedule(d["schedule"], d["num_timesteps"]), sample_fn=sample,
                              iterations=s.terd_iterations, refine_iterations=s.terd_refine_iterations,
                              batch=s.terd_batch, lr=s.terd_lr, weight_decay=s.terd_weight_decay,
-                             clip_norm=s.terd_clip_norm, form=s.terd_form, callback=advance)
+                             clip_norm=s.terd_clip_norm, form=s.terd_form, gamma=s.terd_gamma, callback=advance)
   bar.close()
   return {**out, "backdoored": bool(out["kl_mean"] > s.terd_kl_threshold), "seconds": round(time.time() - start, 1)}
 

@@ -51,7 +51,7 @@ DETECT_KEYS = ("samplers", "trojan_gammas", "num_steps", "iterations", "batch", 
                "confirm_batch", "restarts", "patience", "budget", "min_entropy", "kappa_plus", "kappa_minus",
                "use_entropy", "trigger_init", "encoder", "encoder_path", "elijah_iterations", "elijah_lambda",
                "terd_iterations", "terd_refine_iterations", "terd_batch", "terd_lr", "terd_weight_decay",
-               "terd_sampler", "terd_steps", "terd_clip_norm", "terd_form", "terd_kl_threshold", "ufid_copies",
+               "terd_sampler", "terd_steps", "terd_clip_norm", "terd_form", "terd_gamma", "terd_kl_threshold", "ufid_copies",
                "ufid_scale", "disdet_bins", "input_fpr")
 
 
