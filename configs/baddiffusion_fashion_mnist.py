@@ -6,16 +6,16 @@ classifier are train: stages of the run (WORKDIR/models/):
 
   python launch/main.py --config=configs/baddiffusion_fashion_mnist.py --workdir=workdirs/baddiffusion_fashion_mnist
 """
-from configs import default, diff2_fashion_mnist
+from configs import default, purify_fashion_mnist
 
 
 def get_config():
   c = default.get_config()
   c.task = "baddiffusion"
   c.data.update(name="fashion_mnist", image_size=32, channels=1, num_classes=10)
-  c.model.update(image_size=32, in_channels=1, init_from=diff2_fashion_mnist.DDPM)
+  c.model.update(image_size=32, in_channels=1, init_from=purify_fashion_mnist.DDPM)
   default.add_baddiffusion(c, trigger="stop_sign", target="hat", trigger_size=14, poison_rate=0.1)
-  c.baddiffusion.update(fid_classifier=diff2_fashion_mnist.TARGET, sample_steps=100, num_samples=64,
+  c.baddiffusion.update(fid_classifier=purify_fashion_mnist.TARGET, sample_steps=100, num_samples=64,
                         fid_samples=512, sample_batch=256)
   c.optim.update(name="adam", lr=2e-4, warmup_steps=200, decay="cosine", grad_clip=1.0)
   c.train.update(num_steps=3000, batch_size=32, log_every=100, checkpoint_every=500)
