@@ -1,7 +1,8 @@
 """The Fashion-MNIST DIFF2 target: ResNet-18 at a quarter of its width (16–128 channels, 0.70M parameters) on the
 28×28 grey images zero-padded to 32 (the size the DDPM of configs/ddpm_fashion_mnist.py works at, so purified images
 go to it as they are); SGD 0.1 (Nesterov 0.9), weight decay 5e-4, cosine, random crop (4-pixel padding) +
-horizontal flip, 10 epochs of batch 128 (~2.2 steps/s on 2 CPU cores: 35 min). The full-width ResNet-18 (11.2M,
+horizontal flip, 10 epochs of batch 128 (~2.2 steps/s on 2 CPU cores: 35 min alone). Shipped as
+jaxdiff/assets/fashion_mnist/resnet18_quarter: 93.39 % test accuracy (2026-12-05, 1.0 h on 2 shared cores). The full-width ResNet-18 (11.2M,
 --config.model.width=1.0) is 3× slower per step on CPU. The surrogate, a different network:
 configs/classifier_fashion_mnist_cnn.py.
 

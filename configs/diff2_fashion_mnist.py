@@ -1,7 +1,7 @@
 """DIFF2 on Fashion-MNIST (32-padded), the fields of configs/diff2_digits.py: trigger on a CNN surrogate, fine-tune of
 the Fashion-MNIST DDPM into φ*, purification with the four samplers (4 network calls from t̄ = 75; the ODE 8),
-PGD, certification on a small subset. Until issue #50 ships trained models the DDPM, the ResNet-18 target and the
-CNN surrogate (configs/classifier_fashion_mnist{,_cnn}.py) are train: stages of the run (WORKDIR/models/; the DDPM
+PGD, certification on a small subset. The target is the shipped quarter-width ResNet-18; until issue #50 ships
+the DDPM, it and the CNN surrogate (configs/classifier_fashion_mnist_cnn.py) are train: stages of the run (WORKDIR/models/; the DDPM
 needs a GPU: 15 s per step on 2 CPU cores):
 
   apt-get install dataset-fashion-mnist

@@ -122,3 +122,16 @@ def test_diff2_and_baddiffusion_fashion_mnist_configs_write_the_digits_report_sc
   for m in ("benign", "backdoored"):
     assert {"asr", "clean_acc"} <= set(r["purification"]["ddim"][m])
   assert r["sources"]["config.purify.denoiser"]["steps"] == 2
+
+
+@pytest.mark.skipif(data.sources.fashion_mnist_dir() is None, reason="Debian's dataset-fashion-mnist is not installed")
+def test_the_shipped_fashion_mnist_target_classifies_real_test_images():
+  """jaxdiff/assets/fashion_mnist/resnet18_quarter: its recorded test accuracy (93.4 % on all 10,000) within sampling
+  error on 1,000 real test images, padded to 32 as the config trains it."""
+  from jaxdiff.convert import load_model
+  from jaxdiff.metrics import accuracy
+  model, variables, meta = load_model("assets:fashion_mnist/resnet18_quarter", kind="classifier")
+  te = data.fashion_mnist_source("test", image_size=32)
+  x, y = te.get(np.arange(0, 10_000, 10))
+  acc = accuracy(lambda z: model.apply(variables, z, train=False), x, y, 250)
+  assert meta["test_accuracy"] >= 0.92 and abs(acc - meta["test_accuracy"]) < 0.03, acc
