@@ -79,7 +79,12 @@ def detect_inputs(model, params, noises, *, method, key=None, batch=256, **setti
   ``params`` under ``method`` (``input_detector``'s settings; ``model`` is carried for the caller's records — the
   detector's ``generate`` closes over the module, never over the weights). Batched by ``batch``."""
   del model
-  score = input_detector(method, **settings)
+  return score_batches(input_detector(method, **settings), params, noises, key, batch)
+
+
+def score_batches(score, params, noises, key=None, batch=256):
+  """[N] scores of ``score`` (an ``input_detector`` function, built once and reused so it compiles once) over
+  ``noises`` in batches of ``batch``, a key per batch."""
   key = jax.random.key(0) if key is None else key
   noises = jnp.asarray(noises, jnp.float32)
   return np.concatenate([np.asarray(score(params, noises[i:i + batch], jax.random.fold_in(key, i)))
@@ -127,6 +132,4 @@ class InputFilter(NamedTuple):
     score = input_detector(method, **settings)
     k_noise, k_score = jax.random.split(key)
     clean = jax.random.normal(k_noise, (n,) + tuple(shape))
-    s = np.concatenate([np.asarray(score(params, clean[i:i + batch], jax.random.fold_in(k_score, i)))
-                        for i in range(0, n, batch)])
-    return cls(score, calibrate_threshold(s, fpr), method, fpr)
+    return cls(score, calibrate_threshold(score_batches(score, params, clean, k_score, batch), fpr), method, fpr)
