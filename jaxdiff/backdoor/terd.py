@@ -153,6 +153,9 @@ def terd_invert(params, shape, key, *, eps_fn, schedule, sample_fn, iterations=3
       if callback is not None:
         callback(stage, i + n, total)
     losses[stage] = np.concatenate(out) if out else np.zeros((0,), np.float32)
+    if not np.all(np.isfinite(np.asarray(r))):  # a NaN KL would read as "clean"
+      raise FloatingPointError(f"TERD's {stage} diverged: the reversed trigger is not finite; lower the learning "
+                               f"rate (lr = {lr:g}) or the batch's noise level")
   r = np.asarray(r)
   return {"trigger": r, "estimation_loss": losses["estimation"], "refinement_loss": losses["refinement"],
           **kl_statistics(r)}

@@ -34,7 +34,7 @@ from jaxdiff.report import markdown_table, save_grid
 from jaxdiff.robust import PurifiedClassifier, Purifier
 from jaxdiff.tasks import defence
 from jaxdiff.tasks.common import fid_feature_fn, load_classifier
-from jaxdiff.tasks.config import ENTROPY_HELDOUT_DIGITS, REMOVAL_KEYS, validate
+from jaxdiff.tasks.config import ENTROPY_HELDOUT_DIGITS, REMOVAL_KEYS, TERD_KL_THRESHOLD_DIGITS, validate
 
 
 def run_scan(config, workdir):
@@ -198,7 +198,8 @@ def terd_scan(config, workdir, model, params, d, shape, t0):
       f"refinement {s.terd_refine_iterations} (x0 from ε + r by {s.terd_steps}-step {s.terd_sampler}), batch "
       f"{s.terd_batch}, SGD {s.terd_lr:g}, λ {s.terd_weight_decay:g}, form {s.terd_form}; reversed loss at the end "
       f"{last(result['terd']['estimation_loss'])} / {last(result['terd']['refinement_loss'])}.\n",
-      f"Per-dimension KL of N(r̂, I) from N(0, I): mean {out['kl_mean']:.4f} (threshold {s.terd_kl_threshold:g}), "
+      f"Per-dimension KL of N(r̂, I) from N(0, I): mean {out['kl_mean']:.4f} (threshold {s.terd_kl_threshold:g}; "
+      f"{'the digits value, from 2 clean and 3 backdoored models' if s.terd_kl_threshold == TERD_KL_THRESHOLD_DIGITS else 'set by the config'}), "
       f"variance {out['kl_var']:.2e}.\n",
       "Evidence (evidence.png): rows led by the reversed trigger r̂: samples from clean noise ε, then from ε + r̂. "
       "trigger.npy holds r̂ (model space) for an input filter (jaxdiff.backdoor.input_detection, method 'terd').\n",

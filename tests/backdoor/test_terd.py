@@ -80,3 +80,11 @@ def test_reversion_recovers_a_planted_trigger_and_leaves_a_clean_model_near_zero
   # model detection: the KL mean is about mean(r*²)/2 = 0.5 for the backdoored model, near 0 for the clean one
   assert out["backdoored"]["kl_mean"] > 0.35 > 0.05 > out["clean"]["kl_mean"]
   assert out["backdoored"]["estimation_loss"].shape == (300,) and out["backdoored"]["refinement_loss"].shape == (10,)
+
+
+def test_a_diverging_reversion_is_an_error_not_a_clean_verdict():
+  sched = make_schedule("linear", 1000)
+  blow_up = lambda params, x, t: jnp.exp(50 * x)  # overflows: the loss and r become non-finite
+  with pytest.raises(FloatingPointError, match="not finite; lower the learning rate"):
+    terd.terd_invert(None, (4, 4, 1), jax.random.key(0), eps_fn=blow_up, schedule=sched,
+                     sample_fn=lambda p, n, r, k: jnp.clip((n + r + 1) / 2, 0, 1), iterations=3, refine_iterations=0)
